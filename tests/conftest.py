@@ -1,0 +1,47 @@
+"""Shared fixtures: paths to the real data in ../shared/data (skipped with a reason when absent)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SUM_MONAI_SHARED_DATA", REPO.parent / "shared" / "data"))
+BUNDLES = REPO / "bundles"
+
+# keep the test suite to one thread per process: the CI machine has 2 cores
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def shared_path(*parts: str) -> Path:
+    """Return ``../shared/data/<parts>`` or skip the test, saying what is missing."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (it lives in ../shared/data on dev/CI machines)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def busi_fixtures() -> Path:
+    """Six BUSI cases with their original bytes (RGB images, RGBA mask, multi-lesion masks)."""
+    return shared_path("busi_fixtures")
+
+
+@pytest.fixture(scope="session")
+def busi_pool() -> Path:
+    """The 575-case BUSI development pool."""
+    return shared_path("busi")
+
+
+@pytest.fixture(scope="session")
+def ddsm_tissue() -> Path:
+    """60 DDSM film mammograms with 4-class tissue labels."""
+    return shared_path("ddsm_tissue")
+
+
+@pytest.fixture(scope="session")
+def breast_mri() -> Path:
+    """The PyRadiomics breast1 MRI sub-volume (NRRD image + label)."""
+    return shared_path("breast_mri_pyradiomics")
