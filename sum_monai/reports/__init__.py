@@ -1,0 +1,1 @@
+"""Plots and tables people look at: learning curves, overlays, metric tables."""

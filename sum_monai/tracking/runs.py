@@ -1,0 +1,102 @@
+"""Reading and completing MLflow runs: metrics history, artifacts, the registered model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def _client(uri: str) -> Any:
+    import mlflow
+
+    return mlflow.MlflowClient(tracking_uri=uri)
+
+
+def find_run(uri: str, experiment: str, run_name: str) -> Any | None:
+    """The newest run called ``run_name`` in ``experiment``, or ``None``."""
+    client = _client(uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return None
+    runs = client.search_runs(
+        [exp.experiment_id], filter_string=f"attributes.run_name = '{run_name}'", order_by=["start_time DESC"]
+    )
+    return runs[0] if runs else None
+
+
+def metric_history(uri: str, run_id: str, keys: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
+    """``{metric: [(step, value), ...]}`` sorted by step, for the metrics of ``keys`` the run has."""
+    client = _client(uri)
+    out: dict[str, list[tuple[int, float]]] = {}
+    for key in keys:
+        hist = client.get_metric_history(run_id, key)
+        if hist:
+            by_step = {m.step: m.value for m in sorted(hist, key=lambda m: m.timestamp)}
+            out[key] = sorted(by_step.items())
+    return out
+
+
+def log_artifacts(uri: str, run_id: str, paths: Sequence[Path], artifact_path: str | None = None) -> None:
+    """Log files (or whole folders) as artifacts of a run, finished or not."""
+    client = _client(uri)
+    for path in paths:
+        path = Path(path)
+        if path.is_dir():
+            client.log_artifacts(run_id, str(path), artifact_path=artifact_path)
+        elif path.is_file():
+            client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    """Set tags on a run."""
+    client = _client(uri)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+
+
+def register_torchscript(
+    uri: str,
+    run_id: str,
+    ts_path: Path,
+    model_name: str,
+    bundle_version: str,
+    input_example: Any | None = None,
+) -> Any:
+    """Log a TorchScript model in ``run_id`` and register it as a new version of ``model_name``.
+
+    TorchScript needs no Python class to load, so the registered model loads with
+    ``mlflow.pytorch.load_model("models:/<name>/<version>")`` anywhere torch is installed.
+
+    Args:
+        uri: tracking URI.
+        run_id: the training run the model comes from.
+        ts_path: the exported ``model.ts``.
+        model_name: registered model name (one per bundle: the bundle name).
+        bundle_version: bundle version, set as the tag ``bundle_version`` of the model version.
+        input_example: a numpy array the model accepts, stored with the model (signature).
+
+    Returns:
+        the ``ModelVersion``.
+    """
+    import mlflow
+    import torch
+
+    mlflow.set_tracking_uri(uri)
+    model = torch.jit.load(str(ts_path), map_location="cpu")
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(
+            pytorch_model=model,
+            name="model",
+            registered_model_name=model_name,
+            serialization_format="pickle",
+            input_example=input_example,
+        )
+    client = _client(uri)
+    version = info.registered_model_version
+    client.set_model_version_tag(model_name, str(version), "bundle_version", bundle_version)
+    client.set_model_version_tag(model_name, str(version), "format", "torchscript")
+    return client.get_model_version(model_name, str(version))

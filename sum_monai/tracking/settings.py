@@ -1,0 +1,62 @@
+"""MONAI experiment-tracking settings that put a bundle workflow into one MLflow run.
+
+MONAI patches ``MLFlowHandler`` into a bundle's trainer / evaluator from a settings dict (see
+``monai.bundle.utils.DEFAULT_MLFLOW_SETTINGS``); these are ours: our store, one experiment per
+bundle, a run name we choose (so ``--resume`` continues the same run), the recipe as parameters and
+epoch-level metrics only (the learning curve).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_IS_NOT_RANK0 = (
+    "$torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0"
+)
+
+
+def _handler(uri: str, experiment: str, run_name: str, **kwargs: Any) -> dict[str, Any]:
+    return {
+        "_target_": "MLFlowHandler",
+        "_disabled_": "@is_not_rank0",
+        "tracking_uri": uri,
+        "experiment_name": experiment,
+        "run_name": run_name,
+        **kwargs,
+    }
+
+
+def mlflow_settings(
+    workflow: str, uri: str, experiment: str, run_name: str, params: dict[str, str]
+) -> dict[str, Any]:
+    """Tracking settings for ``ConfigWorkflow(tracking=...)``.
+
+    Args:
+        workflow: ``train``, ``multi_gpu_train`` or ``evaluate``.
+        uri: MLflow tracking URI.
+        experiment: experiment name (the bundle name).
+        run_name: the MLflow run name; a run of that name that is not finished is continued.
+        params: parameters logged when the run starts (see :func:`sum_monai.tracking.params.config_params`).
+    """
+    configs: dict[str, Any] = {"is_not_rank0": _IS_NOT_RANK0, "save_execute_config": True}
+    if workflow in ("train", "multi_gpu_train"):
+        handlers_id = {
+            "trainer": {"id": "train#trainer", "handlers": "train#handlers"},
+            "validator": {"id": "validate#evaluator", "handlers": "validate#handlers"},
+        }
+        configs["trainer"] = _handler(
+            uri, experiment, run_name,
+            iteration_log=False, epoch_log=True, experiment_param=params, artifacts="@save_execute_config",
+            optimizer_param_names="lr", close_on_complete=True,
+        )  # fmt: skip
+        configs["validator"] = _handler(uri, experiment, run_name, iteration_log=False, epoch_log=True)
+    elif workflow == "evaluate":
+        handlers_id = {"evaluator": {"id": "validate#evaluator", "handlers": "validate#handlers"}}
+        configs["evaluator"] = _handler(
+            uri, experiment, run_name,
+            iteration_log=False, epoch_log=True, experiment_param=params, artifacts="@save_execute_config",
+            close_on_complete=True,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"no tracking settings for workflow {workflow!r}")
+    return {"handlers_id": handlers_id, "configs": configs}

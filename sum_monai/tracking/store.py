@@ -1,0 +1,51 @@
+"""Where MLflow runs live: a SQLite file by default, any tracking URI by setting."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: Default store: ``./mlruns.db`` (artifacts in ``./mlruns`` beside it, as MONAI's handler does).
+DEFAULT_DB = "mlruns.db"
+
+
+def tracking_uri(uri: str | None = None) -> str:
+    """Resolve the MLflow tracking URI.
+
+    Order: the explicit ``uri`` (``--tracking-uri``), then ``MLFLOW_TRACKING_URI``, then a SQLite
+    file ``./mlruns.db`` in the current folder.
+
+    Example:
+        >>> tracking_uri("sqlite:////tmp/x.db")
+        'sqlite:////tmp/x.db'
+    """
+    if uri:
+        return uri
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return "sqlite:///" + str(Path(DEFAULT_DB).resolve())
+
+
+def artifact_location(uri: str) -> str | None:
+    """Artifact folder for new experiments: ``mlruns/`` beside a SQLite file, else MLflow's default."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        return (db.parent / "mlruns").resolve().as_uri()
+    return None
+
+
+def ui_command(uri: str) -> str:
+    """The command that opens the MLflow UI on this store."""
+    return f"mlflow ui --backend-store-uri {uri} --port 5000"
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """Create the experiment ``name`` if needed (artifacts beside the SQLite file); return its id."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location(uri))
