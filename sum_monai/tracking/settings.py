@@ -27,7 +27,12 @@ def _handler(uri: str, experiment: str, run_name: str, **kwargs: Any) -> dict[st
 
 
 def mlflow_settings(
-    workflow: str, uri: str, experiment: str, run_name: str, params: dict[str, str]
+    workflow: str,
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict[str, str],
+    config_snapshot: str | None = None,
 ) -> dict[str, Any]:
     """Tracking settings for ``ConfigWorkflow(tracking=...)``.
 
@@ -37,8 +42,10 @@ def mlflow_settings(
         experiment: experiment name (the bundle name).
         run_name: the MLflow run name; a run of that name that is not finished is continued.
         params: parameters logged when the run starts (see :func:`sum_monai.tracking.params.config_params`).
+        config_snapshot: file where MONAI writes the executed config, logged as an artifact
+            (default: a time-stamped file in the workflow's ``output_dir``).
     """
-    configs: dict[str, Any] = {"is_not_rank0": _IS_NOT_RANK0, "save_execute_config": True}
+    configs: dict[str, Any] = {"is_not_rank0": _IS_NOT_RANK0, "save_execute_config": config_snapshot or True}
     if workflow in ("train", "multi_gpu_train"):
         handlers_id = {
             "trainer": {"id": "train#trainer", "handlers": "train#handlers"},

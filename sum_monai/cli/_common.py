@@ -1,0 +1,53 @@
+"""Arguments and printing shared by several subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def add_bundle_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bundle", required=True,
+        help="bundle folder (e.g. bundles/breast_us_seg_2d) or the name of a bundle in bundles/",
+    )  # fmt: skip
+
+
+def add_runtime_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device", default="auto",
+        help="auto (CUDA with mixed precision when present, else CPU), cpu, cuda or cuda:N",
+    )  # fmt: skip
+    parser.add_argument(
+        "--tracking-uri", default=None,
+        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a bundle config value, e.g. --set image_size=128 --set batch_size=4 "
+        "(VALUE is parsed as JSON when it can be, else taken as a string); repeatable",
+    )  # fmt: skip
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise argparse.ArgumentTypeError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def print_table(rows: list[tuple[str, str]], title: str = "") -> None:
+    """Two-column table of names and values."""
+    width = max(len(k) for k, _ in rows)
+    if title:
+        print(f"\n{title}\n" + "-" * len(title))
+    for key, value in rows:
+        print(f"{key.ljust(width)}  {value}")

@@ -1,0 +1,79 @@
+"""Turn what the user passes as ``--data`` into a datalist a bundle can read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sum_monai.errors import DataError
+from sum_monai.utils.atomic import atomic_write_text
+
+SPLITS = ("training", "validation", "test")
+
+
+def _absolute(item: dict, base: Path) -> dict:
+    out = dict(item)
+    for key in ("image", "label"):
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = str((base / value).resolve())
+        elif isinstance(value, list):
+            out[key] = [str((base / v).resolve()) for v in value]
+    return out
+
+
+def load_datalist(path: Path) -> dict:
+    """Read a datalist JSON, with a clear error for a missing, unreadable or empty one."""
+    if not path.is_file():
+        raise DataError(path, "datalist not found")
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise DataError(path, f"not a readable JSON datalist ({err})") from err
+    if not isinstance(content, dict) or not any(content.get(s) for s in SPLITS):
+        raise DataError(path, f"datalist has no cases under any of {list(SPLITS)}")
+    return content
+
+
+def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[str, ...] = ("training", "validation")) -> Path:
+    """Return a datalist JSON for ``data``, written into ``out_dir`` when it had to be built.
+
+    Args:
+        data: a datalist JSON (used as is when every case has a ``case_id``; otherwise copied
+            into ``out_dir`` with absolute paths and anonymised case IDs added), or a dataset
+            folder in a supported layout (BUSI, mammography, paired, Decathlon), from which a
+            datalist with seeded group-aware splits is built and validated.
+        out_dir: where a built or completed datalist is written (``datalist.json``).
+        seed: split seed for folders.
+        require: splits that must hold at least one case.
+
+    Raises:
+        DataError: unreadable datalist, empty required split, or a folder in no known layout.
+    """
+    data = Path(data)
+    if data.is_dir():
+        from sum_monai.datalists import build_datalist
+
+        path = build_datalist(data, out_dir / "datalist.json", seed=seed)
+        content = load_datalist(path)
+    else:
+        path = data
+        content = load_datalist(path)
+        base = path.resolve().parent
+        if not all(item.get("case_id") for s in SPLITS for item in content.get(s, [])):
+            from sum_monai.datalists.ids import case_id
+
+            root = base
+            for split in SPLITS:
+                items = [_absolute(item, base) for item in content.get(split, [])]
+                for item in items:
+                    if not item.get("case_id"):
+                        image = item["image"][0] if isinstance(item["image"], list) else item["image"]
+                        item["case_id"] = case_id(str(Path(image).relative_to(root)) if Path(image).is_relative_to(root) else image)
+                content[split] = items
+            path = out_dir / "datalist.json"
+            atomic_write_text(path, json.dumps(content, indent=1) + "\n")
+    for split in require:
+        if not content.get(split):
+            raise DataError(path, f"the {split!r} split is empty; training needs cases in {list(require)}")
+    return path

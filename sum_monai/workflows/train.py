@@ -1,0 +1,203 @@
+"""``sum-monai train``: run a bundle's ``train.json`` with overrides, tracked in MLflow.
+
+After the bundle's own trainer finishes, the run is completed here: TorchScript export, learning
+curve, a packaged trained bundle (folder + zip) and a registered model version in MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sum_monai.bundle.export import archive_bundle, example_input_shape, export_torchscript, package_bundle
+from sum_monai.bundle.locate import Bundle
+from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_workflow
+from sum_monai.errors import ConfigError
+from sum_monai.tracking import store
+from sum_monai.tracking.params import config_params
+from sum_monai.tracking.runs import find_run, log_artifacts, metric_history, register_torchscript, set_tags
+from sum_monai.tracking.settings import mlflow_settings
+from sum_monai.workflows.data import prepare_datalist
+from sum_monai.workflows.rundir import RunRecord, latest_run_dir, new_run_dir
+
+logger = logging.getLogger(__name__)
+
+#: Metrics drawn in the learning curve (whichever the run logged).
+CURVE_METRICS = ("train_loss", "val_mean_dice", "val_mean_iou")
+
+
+@dataclass
+class TrainResult:
+    """Where a finished training run put things."""
+
+    run_dir: Path
+    run_name: str
+    mlflow_run_id: str
+    model_pt: Path
+    model_ts: Path
+    trained_bundle: Path
+    archive: Path
+    learning_curve: Path
+    best_val_dice: float | None
+    epochs: int
+    registered_model: str
+    registered_version: str
+    tracking_uri: str
+
+
+def _parser_for(bundle: Bundle, workflow: str, overrides: dict[str, Any]) -> Any:
+    """The bundle config with overrides applied, for reading values (not for running)."""
+    return create_workflow(bundle, workflow, overrides).parser
+
+
+def _torchrun(
+    bundle: Bundle, overrides: dict[str, Any], tracking: dict, nproc: int, run_dir: Path
+) -> None:
+    """Train with DDP: ``torchrun --nproc_per_node N -m monai.bundle run`` with train + multi_gpu_train."""
+    settings = run_dir / "tracking_settings.json"
+    settings.write_text(json.dumps(tracking, indent=2))
+    configs = [str(p) for p in bundle.configs("multi_gpu_train")]
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "monai.bundle", "run",
+        "--config_file", json.dumps(configs),
+        "--meta_file", str(bundle.config("metadata.json")),
+        "--logging_file", str(bundle.root / "configs" / "logging.conf"),
+        "--bundle_root", str(bundle.root),
+        "--tracking", str(settings),
+    ]  # fmt: skip
+    for key, value in overrides.items():
+        cmd += [f"--{key}", value if isinstance(value, str) else repr(value)]
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    logger.info("launching: %s", " ".join(cmd))
+    proc = subprocess.run(cmd, env=env, check=False)
+    if proc.returncode != 0:
+        raise ConfigError(f"torchrun training failed with exit status {proc.returncode} (see the log above)")
+
+
+def train(
+    bundle: str | Path | Bundle,
+    data: str | Path | None = None,
+    output: str | Path | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    nproc_per_node: int = 1,
+    seed: int = 0,
+) -> TrainResult:
+    """Train ``bundle`` on ``data`` and complete the run (export, plots, bundle archive, registry).
+
+    Args:
+        bundle: bundle folder or the name of a bundle in ``bundles/``.
+        data: a datalist JSON, or a dataset folder in a supported layout (a datalist with
+            leakage-free splits is built into the run folder). Not needed with ``resume``.
+        output: run folder; default ``runs/<bundle>/<timestamp>`` (with ``resume``: the newest run).
+        epochs: total number of epochs (``epochs`` in the config).
+        device: ``auto`` (CUDA with AMP if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``.
+        resume: continue the run in ``output`` from its last finished epoch (``models/last.pt``).
+        tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db``.
+        overrides: other config overrides, e.g. ``{"image_size": 128, "batch_size": 4}``.
+        nproc_per_node: processes for DDP training through ``torchrun`` (``multi_gpu_train.json``).
+        seed: seed of the datalist split when ``data`` is a folder.
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    if resume:
+        run_dir = Path(output) if output else latest_run_dir(bundle.name)
+        record = RunRecord.load(run_dir)
+        if not (run_dir / "models" / "last.pt").is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
+        run_overrides = dict(record.overrides)
+        uri = record.tracking_uri
+    else:
+        if data is None:
+            raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
+        run_dir = Path(output) if output else new_run_dir(bundle.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if (run_dir / "models" / "last.pt").exists():
+            raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
+        datalist = prepare_datalist(Path(data), run_dir, seed=seed)
+        uri = store.tracking_uri(tracking_uri)
+        run_overrides = {
+            "data_list_file_path": as_override_path(datalist),
+            "ckpt_dir": as_override_path(run_dir / "models"),
+            "output_dir": as_override_path(run_dir / "eval"),
+        }
+        record = RunRecord(
+            bundle=str(bundle.root), bundle_version=bundle.version, datalist=str(datalist),
+            run_name=f"train-{run_dir.name}", tracking_uri=uri,
+        )  # fmt: skip
+    run_overrides.update(overrides or {})
+    if epochs is not None:
+        run_overrides["epochs"] = int(epochs)
+    run_overrides.update(device_override(device))
+    record.overrides = {k: v for k, v in run_overrides.items() if k != "resume"}
+    record.status = "running"
+    record.save(run_dir)
+
+    run_overrides["resume"] = resume
+    workflow = "multi_gpu_train" if nproc_per_node > 1 else "train"
+    params = config_params(_parser_for(bundle, "train", run_overrides))
+    store.ensure_experiment(uri, bundle.name)
+    snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
+    tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
+    try:
+        if nproc_per_node > 1:
+            _torchrun(bundle, run_overrides, tracking, nproc_per_node, run_dir)
+        else:
+            run_workflow(bundle, "train", run_overrides, tracking)
+    except BaseException:
+        record.status = "failed"
+        record.save(run_dir)
+        raise
+    return complete_run(bundle, run_dir, record)
+
+
+def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResult:
+    """Export, plot, package and register a training run whose trainer has finished."""
+    from sum_monai.reports.curves import plot_learning_curve
+
+    model_pt = run_dir / "models" / "model.pt"
+    if not model_pt.is_file():
+        raise ConfigError(f"{run_dir}: training ended without models/model.pt (was the validation split empty?)")
+    uri = record.tracking_uri
+    run = find_run(uri, bundle.name, record.run_name)
+    if run is None:
+        raise ConfigError(f"MLflow run {record.run_name!r} not found in {uri}")
+    run_id = run.info.run_id
+
+    model_ts = export_torchscript(bundle, model_pt, run_dir / "models" / "model.ts")
+    history = metric_history(uri, run_id, CURVE_METRICS)
+    curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=f"{bundle.name} ({record.run_name})")
+    dice = history.get("val_mean_dice")
+    best = max(v for _, v in dice) if dice else None
+    epochs = max((s for pts in history.values() for s, _ in pts), default=0)
+    trained = package_bundle(
+        bundle, run_dir / "bundle" / bundle.name, model_pt, model_ts,
+        eval_metrics={"val_mean_dice": round(best, 4)} if best is not None else None,
+    )  # fmt: skip
+    archive = archive_bundle(trained, run_dir / f"{bundle.name}-{bundle.version}.zip")
+
+    import numpy as np
+
+    example = np.zeros(example_input_shape(bundle), dtype=np.float32)
+    log_artifacts(uri, run_id, [curve, archive])
+    set_tags(uri, run_id, {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "train"})
+    version = register_torchscript(uri, run_id, model_ts, bundle.name, bundle.version, input_example=example)
+    record.status = "finished"
+    record.mlflow_run_id = run_id
+    record.save(run_dir)
+    shutil.rmtree(run_dir / "models" / "__pycache__", ignore_errors=True)
+    return TrainResult(
+        run_dir=run_dir, run_name=record.run_name, mlflow_run_id=run_id, model_pt=model_pt, model_ts=model_ts,
+        trained_bundle=trained.root, archive=archive, learning_curve=curve, best_val_dice=best, epochs=epochs,
+        registered_model=bundle.name, registered_version=str(version.version), tracking_uri=uri,
+    )  # fmt: skip
