@@ -61,6 +61,11 @@ def create_workflow(
     from monai.bundle import ConfigWorkflow
 
     forget_bundle_scripts()
+    # as ConfigWorkflow.run() does, but already for initialize(): the bundle's scripts/ must import
+    root = str(bundle.root)
+    if root in sys.path:
+        sys.path.remove(root)
+    sys.path.insert(1, root)
     workflow_type = "train" if "train" in workflow else "infer"
     logging_file = bundle.root / "configs" / "logging.conf"
     return ConfigWorkflow(

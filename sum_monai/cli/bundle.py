@@ -1,0 +1,46 @@
+"""Check and maintain the bundles: offline verification and the shared scripts they carry."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EPILOG = """\
+examples:
+  sum-monai bundle verify                       # every bundle in bundles/
+  sum-monai bundle verify --bundle bundles/breast_us_seg_2d
+  sum-monai bundle sync-scripts                 # after editing sum_monai/bundle/bundle_scripts/
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bundle", help="verify bundles offline; sync their shared scripts",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    p.add_argument("action", choices=["verify", "sync-scripts"], help="what to do")
+    p.add_argument("--bundle", action="append", help="bundle folder or name (repeatable; default: all in bundles/)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sum_monai.bundle.locate import REPO_BUNDLES, Bundle
+    from sum_monai.bundle.sync import bundles_in, sync_scripts
+
+    bundles = [Bundle.find(b) for b in args.bundle] if args.bundle else [Bundle(p) for p in bundles_in(REPO_BUNDLES)]
+    if args.action == "sync-scripts":
+        for b in bundles:
+            changed = sync_scripts(b.root)
+            print(f"{b.name}: " + (", ".join(str(Path(c).name) for c in changed) if changed else "up to date"))
+        return 0
+    from sum_monai.bundle.verify import verify_bundle
+
+    status = 0
+    for b in bundles:
+        report = verify_bundle(b)
+        for check in report.checks:
+            print(f"{b.name}: ok      {check}")
+        for problem in report.problems:
+            print(f"{b.name}: FAILED  {problem}")
+        status |= 0 if report.ok else 1
+    return status
