@@ -1,0 +1,131 @@
+"""Offline checks of every bundle: schema, network shapes, workflow properties, exports, scripts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from sum_monai.bundle.export import example_input_shape, export_onnx, export_torchscript
+from sum_monai.bundle.locate import REPO_BUNDLES, Bundle
+from sum_monai.bundle.run import create_workflow
+from sum_monai.bundle.sync import bundles_in, stale_scripts
+from sum_monai.bundle.verify import verify_bundle
+
+BUNDLE_NAMES = [p.name for p in bundles_in(REPO_BUNDLES)]
+#: small spatial sizes for quick forward passes (the network is size-agnostic)
+SMALL_INPUT = {2: [64, 64], 3: [32, 32, 16]}
+
+
+def test_three_bundles_exist() -> None:
+    assert set(BUNDLE_NAMES) >= {"breast_us_seg_2d", "mammo_seg_2d", "breast_mri_seg_3d"}
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_layout(name: str) -> None:
+    root = REPO_BUNDLES / name
+    for part in (
+        "configs/metadata.json", "configs/train.json", "configs/evaluate.json", "configs/inference.json",
+        "configs/multi_gpu_train.json", "configs/logging.conf", "docs/README.md", "LICENSE", "scripts/__init__.py",
+    ):  # fmt: skip
+        assert (root / part).is_file(), f"{name} lacks {part}"
+    meta = json.loads((root / "configs/metadata.json").read_text())
+    for key in ("version", "changelog", "monai_version", "pytorch_version", "numpy_version", "network_data_format"):
+        assert meta.get(key), f"{name}: metadata lacks {key}"
+    assert meta["version"] in meta["changelog"]
+    fmt = meta["network_data_format"]
+    assert fmt["inputs"]["image"]["channel_def"] and fmt["outputs"]["pred"]["channel_def"]
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_bundle_configs_reference_only_monai_torch_ignite_and_scripts(name: str) -> None:
+    """Self-contained: no `_target_` or expression reaches into sum_monai or other packages."""
+    for path in (REPO_BUNDLES / name / "configs").glob("*.json"):
+        text = path.read_text()
+        assert "sum_monai" not in text, f"{path} references sum_monai"
+
+        targets = list(_targets(json.loads(text)))
+        foreign = [t for t in targets if "." in t and t.split(".")[0] not in ("monai", "torch", "ignite", "scripts")]
+        assert not foreign, f"{path}: {foreign}"
+
+
+def _targets(node: object) -> Iterator[str]:
+    """Every ``_target_`` string in a config tree."""
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        for v in node.values():
+            yield from _targets(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _targets(v)
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_offline_verification(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify_metadata, verify_net_in_out and check_properties pass with the network switched off."""
+    import socket
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise OSError("network access attempted during offline verification")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    report = verify_bundle(Bundle.find(name))
+    assert report.ok, report.problems
+    assert len(report.checks) == 5
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_shared_scripts_are_in_sync(name: str) -> None:
+    assert stale_scripts(REPO_BUNDLES / name) == [], "run `sum-monai bundle sync-scripts`"
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_exports_reproduce_the_checkpoint(name: str, tmp_path: Path) -> None:
+    """ckpt_export (TorchScript) and onnx_export reload to the same outputs as the eager network."""
+    import onnxruntime as ort
+
+    bundle = Bundle.find(name)
+    net = create_workflow(bundle, "inference").parser.get_parsed_content("network_def").eval()
+    torch.manual_seed(0)
+    ckpt = tmp_path / "model.pt"
+    torch.save(net.state_dict(), ckpt)
+    shape = example_input_shape(bundle)
+    shape = shape[:2] + SMALL_INPUT[len(shape) - 2]
+    x = torch.rand(*shape)
+    with torch.no_grad():
+        expected = net(x)
+    ts = torch.jit.load(str(export_torchscript(bundle, ckpt, tmp_path / "model.ts"))).eval()
+    with torch.no_grad():
+        assert torch.allclose(ts(x), expected, atol=1e-5)
+    session = ort.InferenceSession(str(export_onnx(bundle, ckpt, tmp_path / "model.onnx", shape)))
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert got.shape == tuple(expected.shape)
+    assert abs(got - expected.numpy()).max() < 1e-3
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_inference_preprocessing_matches_evaluation(name: str) -> None:
+    """inference.json repeats the image preprocessing of train/evaluate.json: same transforms, same settings."""
+    bundle = Bundle.find(name)
+    infer = create_workflow(bundle, "inference").parser
+    evaluate = create_workflow(bundle, "evaluate").parser
+
+    settings = ("spatial_size", "size_mode", "pixdim", "axcodes", "lower", "upper", "b_min", "b_max", "reference_channel")
+
+    def describe(transforms: list) -> list[tuple[str, dict[str, str]]]:
+        out = []
+        for t in transforms:
+            if "image" not in getattr(t, "keys", ()):
+                continue
+            parts = [t, *[v for v in vars(t).values() if callable(v) and hasattr(v, "__dict__")]]
+            found = {k: repr(getattr(p, k)) for p in parts for k in settings if hasattr(p, k)}
+            out.append((type(t).__name__, found))
+        return out
+
+    expected = describe(evaluate.get_parsed_content("validate#preprocessing").transforms)
+    got = describe(infer.get_parsed_content("preprocessing").transforms)
+    assert got == expected
