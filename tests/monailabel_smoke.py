@@ -5,7 +5,8 @@
   ``Invertd`` back to the input grid, argmax to uint8, channel axis dropped).
 * ``smoke_seg_3d``: a 2-channel DCE NIfTI (pre-contrast, first post-contrast as the 4th axis) ->
   3D UNet with a sliding window -> uint8 label map on the input's voxel grid (``Orientationd`` to
-  RAS and back with ``Invertd``), like ``bundles/breast_mri_seg_3d``.
+  RAS and ``Spacingd`` to 1 x 1 x 2 mm, both undone with ``Invertd``), like
+  ``bundles/breast_mri_seg_3d``.
 
 Weights are a random-init MONAI UNet (seeded) saved as ``models/model.pt``. Each bundle builds its
 network through its own ``scripts/smoke.py``, both packages named ``scripts``, so serving both in
@@ -132,6 +133,7 @@ def _inference_3d() -> dict[str, Any]:
                 {"_target_": "LoadImaged", "keys": "image", "reader": "NibabelReader", "image_only": True,
                  "ensure_channel_first": True},
                 {"_target_": "Orientationd", "keys": "image", "axcodes": "RAS"},
+                {"_target_": "Spacingd", "keys": "image", "pixdim": [1.0, 1.0, 2.0], "mode": "bilinear"},
                 {"_target_": "ScaleIntensityd", "keys": "image", "minv": 0.0, "maxv": 1.0, "channel_wise": True},
                 {"_target_": "EnsureTyped", "keys": "image", "dtype": "$torch.float32"},
             ],

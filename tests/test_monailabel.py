@@ -77,16 +77,29 @@ def test_check_bundle_dimension_must_match_network(tmp_path: Path) -> None:
         ml.check_bundle(bundle)
 
 
+def test_check_bundle_scripts_and_background(tmp_path: Path) -> None:
+    bundle = smoke.make_bundle_3d(tmp_path)
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    meta["network_data_format"]["outputs"]["pred"]["channel_def"] = {"0": "normal", "1": "tumour"}
+    (bundle / "configs" / "metadata.json").write_text(json.dumps(meta))
+    (bundle / "scripts" / "smoke.py").unlink()
+    with pytest.raises(ConfigError) as err:
+        ml.check_bundle(bundle)
+    assert "scripts.smoke but scripts/smoke.py is missing" in str(err.value)
+    assert "'0' is 'normal'; name it 'background'" in str(err.value)
+
+
 def test_prepare_app_copies_sample_app_and_bundles(tmp_path: Path) -> None:
     venv = tmp_path / "venv"  # a fake venv holding only the sample app: prepare_app copies, it runs nothing
-    (venv / ml.SAMPLE_APP / "lib").mkdir(parents=True)
-    (venv / ml.SAMPLE_APP / "main.py").write_text("# app\n")
+    (venv / ml.SAMPLE_APP / "lib" / "infers").mkdir(parents=True)
+    (venv / ml.SAMPLE_APP / "main.py").write_text(f"# app\n{ml.APP_IMPORT[0]}")
     b2, b3 = smoke.make_bundle_2d(tmp_path / "b"), smoke.make_bundle_3d(tmp_path / "b")
     (b2 / "eval").mkdir()
     (b2 / "eval" / "junk.png").write_bytes(b"x")
     app = ml.prepare_app([b2, b3], tmp_path / "work", venv)
     assert app == tmp_path / "work" / "app"
-    assert (app / "main.py").read_text() == "# app\n"
+    assert (app / "main.py").read_text() == f"# app\n{ml.APP_IMPORT[1]}"
+    assert (app / "lib" / "infers" / "sum_monai_bundle.py").read_text() == ml.APP_INFER_MODULE
     for b in (b2, b3):
         copy = app / "model" / b.name
         assert (copy / "models" / "model.pt").read_bytes() == (b / "models" / "model.pt").read_bytes()
@@ -94,6 +107,9 @@ def test_prepare_app_copies_sample_app_and_bundles(tmp_path: Path) -> None:
     assert not (app / "model" / b2.name / "eval").exists()
     with pytest.raises(ConfigError, match="share a folder name"):
         ml.prepare_app([b2, b2], tmp_path / "work", venv)
+    (venv / ml.SAMPLE_APP / "main.py").write_text("# another MONAI Label\n")
+    with pytest.raises(ConfigError, match="no longer imports BundleInferTask"):
+        ml.prepare_app([b2], tmp_path / "work", venv)
     with pytest.raises(ConfigError, match="sample app not found"):
         ml.prepare_app([b2], tmp_path / "work", tmp_path / "nowhere")
 

@@ -63,9 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--studies",
-        type=Path,
         default=None,
-        help="studies folder (images to annotate; default <workdir>/studies)",
+        help="studies folder (images to annotate; default <workdir>/studies) or a DICOMweb URL",
     )
     serve.add_argument(
         "--workdir",
@@ -124,7 +123,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     venv = args.venv or default_venv()
     app = prepare_app(args.bundle, args.workdir, venv)
-    studies = args.studies or args.workdir / "studies"
+    studies = args.studies or str(args.workdir / "studies")
     models = [Path(b).absolute().name for b in args.bundle]
     server = MonaiLabelServer(venv, app, studies, models, port=args.port, host=args.host, train=args.train)
     # SIGTERM (kill, a service manager) must stop the server too: it runs in its own session

@@ -65,6 +65,37 @@ MONAILABEL_PINS: tuple[str, ...] = (
 SAMPLE_APP = Path("monailabel") / "sample-apps" / "monaibundle"
 #: MONAI Label picks a task type from these words in a bundle's name (``_get_type``); ours segment.
 RESERVED_NAME_WORDS = ("deepedit", "deepgrow", "detection", "classification")
+#: Module written into the app (``lib/infers/``) and used by its ``main.py`` instead of MONAI Label's
+#: BundleInferTask: MONAI 1.6 ``Spacingd`` updates every ``image_*`` entry of the data as a meta
+#: dict when the input is NIfTI, and MONAI Label 0.8.5 keeps the upload path there as the string
+#: ``image_path``, so any bundle resampling a NIfTI would fail with "'str' object has no attribute
+#: 'update'". The subclass hides ``image_path`` from the bundle's preprocessing only.
+APP_INFER_MODULE = '''"""MONAI Label's BundleInferTask with `image_path` kept away from the bundle's preprocessing.
+
+Written by sum_monai (sum_monai.deploy.monailabel.prepare_app): MONAI 1.6 Spacingd treats every
+`image_*` entry as a meta dict for NIfTI input, but MONAI Label keeps the input path as the string
+`image_path` in the same dict.
+"""
+
+from monailabel.tasks.infer.bundle import BundleInferTask as _BundleInferTask
+
+
+class BundleInferTask(_BundleInferTask):
+    """Run the bundle's preprocessing without `image_path`, then put it back for the writer."""
+
+    def run_pre_transforms(self, data, transforms):
+        path = data.pop("image_path", None)
+        result = super().run_pre_transforms(data, transforms)
+        if path is not None:
+            data["image_path"] = path
+            result["image_path"] = path
+        return result
+'''
+#: The import in the sample app's ``main.py`` that :func:`prepare_app` points at that module.
+APP_IMPORT = (
+    "from monailabel.tasks.infer.bundle import BundleInferTask\n",
+    "from lib.infers.sum_monai_bundle import BundleInferTask  # sum_monai: see that module\n",
+)
 #: Bundle files and folders not copied into the app (run outputs, caches).
 COPY_IGNORE = ("__pycache__", "*.pyc", "eval", "mlruns", "mlruns.db", ".pytest_cache")
 
@@ -274,6 +305,7 @@ def check_bundle(bundle_dir: str | Path) -> BundleInfo:
         problems.append("models/model.pt (state dict) or models/model.ts (TorchScript) is missing")
     if infer is not None:
         _check_inference(infer, dimension, weights, problems)
+        _check_scripts(path, infer, problems)
     if problems:
         raise ConfigError(
             f"bundle {path} cannot be served by MONAI Label:\n" + "\n".join(f"  - {p}" for p in problems)
@@ -330,6 +362,11 @@ def _check_metadata(meta: dict[str, Any], problems: list[str]) -> tuple[int, dic
             problems.append(
                 "metadata.json: outputs.pred.channel_def keys must be label values ('0', '1', ...)"
             )
+    if isinstance(channels, dict) and str(channels.get("0", "background")).lower() != "background":
+        problems.append(
+            f"metadata.json: outputs.pred.channel_def '0' is {channels['0']!r}; name it 'background' "
+            "(MONAI Label hides exactly that name; any other becomes a label with value 0)"
+        )
     if not labels:
         problems.append(
             "metadata.json: outputs.pred.channel_def must name the labels, e.g. "
@@ -375,6 +412,18 @@ def _check_inference(
             )
 
 
+def _check_scripts(path: Path, infer: dict[str, Any], problems: list[str]) -> None:
+    """Every ``scripts.<module>`` that inference.json names must be in the bundle's ``scripts/``."""
+    modules = sorted(set(re.findall(r"\bscripts\.(\w+)", json.dumps(infer))))
+    if modules and not (path / "scripts" / "__init__.py").is_file():
+        problems.append("inference.json uses the bundle's scripts package but scripts/__init__.py is missing")
+    for mod in modules:
+        if not (
+            (path / "scripts" / f"{mod}.py").is_file() or (path / "scripts" / mod / "__init__.py").is_file()
+        ):
+            problems.append(f"inference.json uses scripts.{mod} but scripts/{mod}.py is missing")
+
+
 def _transforms(config: dict[str, Any], key: str) -> list[dict[str, Any]]:
     """The transform entries of ``config[key]`` (a list or a Compose; ``@id`` references followed)."""
     value: Any = config.get(key)
@@ -406,7 +455,9 @@ def sample_app(venv: str | Path) -> Path:
 def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | Path) -> Path:
     """Make ``<workdir>/app``: the ``monaibundle`` sample app with each bundle in ``model/<name>``.
 
-    Bundles are copied, not linked, so training through MONAI Label writes its checkpoints into the
+    The app's ``main.py`` is the sample's with one import changed, to the BundleInferTask of
+    :data:`APP_INFER_MODULE` (MONAI 1.6 ``Spacingd`` would otherwise fail on NIfTI input). Bundles
+    are copied, not linked, so training through MONAI Label writes its checkpoints into the
     copy and never into ``bundles/``. The app folder is replaced whole (atomically).
 
     Args:
@@ -428,8 +479,16 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
         raise ConfigError(f"two bundles share a folder name (the model name): {sorted(names)}")
     source = sample_app(venv)
     app = Path(workdir).absolute() / "app"
+    main = (source / "main.py").read_text()
+    if APP_IMPORT[0] not in main:
+        raise ConfigError(
+            f"{source / 'main.py'} no longer imports BundleInferTask as MONAI Label 0.8.5 did; "
+            "the venv holds another MONAI Label: run `sum-monai monailabel setup --force`"
+        )
     with atomic_dir(app, overwrite=True) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+        (tmp / "main.py").write_text(main.replace(*APP_IMPORT))
+        (tmp / "lib" / "infers" / "sum_monai_bundle.py").write_text(APP_INFER_MODULE)
         for info in infos:
             shutil.copytree(info.path, tmp / "model" / info.name, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     return app
@@ -438,6 +497,11 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
 # ----------------------------------------------------------------------------------------------
 # The server
 # ----------------------------------------------------------------------------------------------
+
+
+def _is_url(studies: str | Path) -> bool:
+    """Whether ``studies`` is a DICOMweb server address rather than a folder."""
+    return isinstance(studies, str) and studies.startswith(("http://", "https://"))
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -466,7 +530,8 @@ def server_command(
     Args:
         venv: the MONAI Label venv.
         app: the prepared app folder.
-        studies: the studies folder (MONAI Label's local datastore; created if missing).
+        studies: the studies folder (MONAI Label's local datastore; created if missing) or a
+            DICOMweb URL.
         models: bundle names, i.e. folder names under ``<app>/model``.
         port: TCP port.
         host: address to listen on (127.0.0.1: this machine only).
@@ -489,7 +554,7 @@ class MonaiLabelServer:
     Args:
         venv: the MONAI Label venv.
         app: the app folder from :func:`prepare_app`.
-        studies: the studies folder (created if missing).
+        studies: the studies folder (created if missing) or a DICOMweb URL (``http(s)://...``).
         models: bundle names to serve (folders under ``<app>/model``).
         port: TCP port; ``None`` picks a free one.
         host: listening address.
@@ -514,13 +579,20 @@ class MonaiLabelServer:
         log: IO[Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        self.venv, self.app, self.studies = Path(venv), Path(app), Path(studies)
+        self.venv, self.app = Path(venv), Path(app)
+        # a DICOMweb URL stays a string (Path would fold its "//")
+        self.studies: str | Path = studies if _is_url(studies) else Path(studies).absolute()
         self.models, self.host, self.train = list(models), host, train
         self.port = port or free_port(host)
         self.log = log
-        # the app unloads each bundle's `scripts` package before using the next bundle only when
-        # MONAI_LABEL_RELOAD_APP_LIB is true; several bundles in one app depend on that
-        self.env = _clean_env(self.venv, {"MONAI_LABEL_RELOAD_APP_LIB": "true", **(env or {})})
+        defaults = {
+            # the app unloads each bundle's `scripts` package before using the next bundle only when
+            # this is true; several bundles in one app depend on it
+            "MONAI_LABEL_RELOAD_APP_LIB": "true",
+            # sessions (uploads kept for repeated inference) beside the app instead of ~/.cache
+            "MONAI_LABEL_SESSION_PATH": str(self.app.parent / "sessions"),
+        }
+        self.env = _clean_env(self.venv, {**defaults, **(env or {})})
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -531,7 +603,8 @@ class MonaiLabelServer:
     def start(self) -> MonaiLabelServer:
         """Start the server in its own process group (so stopping it ends its children too)."""
         check_env(self.venv)
-        self.studies.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.studies, Path):
+            self.studies.mkdir(parents=True, exist_ok=True)
         cmd = server_command(self.venv, self.app, self.studies, self.models, self.port, self.host, self.train)
         out = self.log if self.log is not None else None
         # cwd = the app's parent: MONAI Label reads settings from a `.env` file in its cwd
