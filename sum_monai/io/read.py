@@ -8,7 +8,9 @@ file suffix (or "folder" for a DICOM series) and every file is opened the same w
 input                  MONAI reader         geometry
 =====================  ===================  ==============================================
 ``.png .jpg .jpeg``    ``PILReader``        pixel grid only (identity affine, spacing 1)
-``.dcm`` (one file)    ``PydicomReader``    from the DICOM tags (RAS affine)
+``.dcm`` (one file)    ``PydicomReader``    from the DICOM tags (RAS affine); projection
+                                            images (MG) without patient position: spacing
+                                            from PixelSpacing, no affine
 DICOM series folder    ``ITKReader``        from the DICOM tags (RAS affine)
 ``.nrrd .nhdr``        ``ITKReader``        from the header (RAS affine)
 ``.nii .nii.gz``       ``NibabelReader``    from the header (RAS affine)
@@ -179,13 +181,17 @@ class LoadedImage:
         array: channel-first ``MetaTensor`` as MONAI's ``LoadImage(ensure_channel_first=True)``
             returns it (metadata in ``array.meta``).
         reader: name of the MONAI reader used.
-        geometric: False for formats without spacing/orientation (PNG, JPEG).
+        geometric: False where position and orientation are unknown (PNG, JPEG, DICOM projection
+            images such as MG without ImagePositionPatient / ImageOrientationPatient).
+        pixel_spacing: spacing from the DICOM PixelSpacing / ImagerPixelSpacing tag where MONAI's
+            affine cannot carry it (projection images); None otherwise.
     """
 
     path: Path
     array: MetaTensor
     reader: str
     geometric: bool
+    pixel_spacing: tuple[float, ...] | None = None
 
     @property
     def channels(self) -> int:
@@ -205,6 +211,8 @@ class LoadedImage:
     @property
     def spacing(self) -> tuple[float, ...]:
         """Voxel size along each spatial axis in mm (1.0 for PNG/JPEG)."""
+        if self.pixel_spacing is not None:
+            return self.pixel_spacing
         return tuple(float(s) for s in np.asarray(self.array.pixdim, dtype=np.float64))
 
     def numpy(self) -> np.ndarray:
@@ -231,6 +239,27 @@ def _explain_dicom_failure(path: Path, err: BaseException) -> str:
             "or it was truncated before its pixels"
         )
     return f"DICOM pixel data cannot be decoded (corrupt or truncated file): {_first_line(err)}"
+
+
+#: DICOM tags (as MONAI's PydicomReader keys them) for a projection image's pixel size.
+_SPACING_TAGS = ("00280030", "00181164")  # PixelSpacing, ImagerPixelSpacing
+
+
+def _projection_spacing(array: MetaTensor) -> tuple[float, ...] | None:
+    """(column, row) pixel size of a 2D DICOM without patient position/orientation, else None.
+
+    MONAI's PydicomReader builds its affine from ImagePositionPatient / ImageOrientationPatient
+    and falls back to the identity without them (as in MG, DX, CR), dropping PixelSpacing.
+    """
+    meta = array.meta
+    if "00200037" in meta and "00200032" in meta:
+        return None
+    for tag in _SPACING_TAGS:
+        value = (meta.get(tag) or {}).get("Value")
+        if value and len(value) >= 2:
+            row_spacing, column_spacing = float(value[0]), float(value[1])
+            return (column_spacing, row_spacing)  # MONAI axis 0 runs along a row: column spacing
+    return None
 
 
 def _check_series_folder(path: Path) -> None:
@@ -282,11 +311,16 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
             else:
                 problem = f"cannot be read as a {spec.kind} (corrupt or truncated file?): {_first_line(err)}"
             raise DataError(path, problem) from err
+    projection = spec.reader == "PydicomReader" and not (
+        "00200037" in array.meta and "00200032" in array.meta
+    )
     for w in caught:  # ITKReader only warns and reads the first series: make that an error
         if "more than one DICOM series" in str(w.message):
             raise DataError(
                 path, "folder holds more than one DICOM series; put each series in its own folder"
             )
+        if projection and "ImageOrientationPatient" in str(w.message):
+            continue  # handled: such images count as non-geometric, spacing from PixelSpacing
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if check_finite and array.is_floating_point():
         import torch
@@ -295,4 +329,10 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         n_inf = int(torch.isinf(array).sum())
         if n_nan or n_inf:
             raise DataError(path, f"{spec.kind} holds {n_nan} NaN and {n_inf} infinite values")
-    return LoadedImage(path=path, array=array, reader=spec.reader, geometric=spec.geometric)
+    return LoadedImage(
+        path=path,
+        array=array,
+        reader=spec.reader,
+        geometric=spec.geometric and not projection,
+        pixel_spacing=_projection_spacing(array) if projection else None,
+    )
