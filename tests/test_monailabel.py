@@ -107,6 +107,12 @@ def test_prepare_app_copies_sample_app_and_bundles(tmp_path: Path) -> None:
     assert not (app / "model" / b2.name / "eval").exists()
     with pytest.raises(ConfigError, match="share a folder name"):
         ml.prepare_app([b2, b2], tmp_path / "work", venv)
+    # weights trained in the previous app are kept, not lost, when the app is prepared again
+    (copy / "models" / "model.pt").write_bytes(b"trained")
+    ml.prepare_app([b2, b3], tmp_path / "work", venv)
+    kept = list((tmp_path / "work" / "trained").rglob("model.pt"))
+    assert [k.read_bytes() for k in kept] == [b"trained"] and kept[0].parts[-3] == b3.name
+    assert (copy / "models" / "model.pt").read_bytes() == (b3 / "models" / "model.pt").read_bytes()
     (venv / ml.SAMPLE_APP / "main.py").write_text("# another MONAI Label\n")
     with pytest.raises(ConfigError, match="no longer imports BundleInferTask"):
         ml.prepare_app([b2], tmp_path / "work", venv)

@@ -27,7 +27,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
+import logging
 import os
 import re
 import shutil
@@ -45,6 +47,8 @@ from typing import IO, Any
 
 from sum_monai.errors import ConfigError
 from sum_monai.utils.atomic import atomic_dir
+
+logger = logging.getLogger(__name__)
 
 #: Environment variable naming the MONAI Label virtual environment.
 VENV_ENV_VAR = "SUM_MONAI_MONAILABEL_VENV"
@@ -458,7 +462,8 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
     The app's ``main.py`` is the sample's with one import changed, to the BundleInferTask of
     :data:`APP_INFER_MODULE` (MONAI 1.6 ``Spacingd`` would otherwise fail on NIfTI input). Bundles
     are copied, not linked, so training through MONAI Label writes its checkpoints into the
-    copy and never into ``bundles/``. The app folder is replaced whole (atomically).
+    copy and never into ``bundles/``. The app folder is replaced whole (atomically); weights that
+    MONAI Label trained in the previous app are first kept in ``<workdir>/trained/<name>/<time>/``.
 
     Args:
         bundles: bundle folders; each is checked with :func:`check_bundle` first.
@@ -485,6 +490,10 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
             f"{source / 'main.py'} no longer imports BundleInferTask as MONAI Label 0.8.5 did; "
             "the venv holds another MONAI Label: run `sum-monai monailabel setup --force`"
         )
+    for info in infos:
+        _keep_trained(
+            app / "model" / info.name / "models", info.path / "models", Path(workdir) / "trained" / info.name
+        )
     with atomic_dir(app, overwrite=True) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*COPY_IGNORE))
         (tmp / "main.py").write_text(main.replace(*APP_IMPORT))
@@ -492,6 +501,32 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
         for info in infos:
             shutil.copytree(info.path, tmp / "model" / info.name, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     return app
+
+
+def _keep_trained(served: Path, original: Path, keep_root: Path) -> Path | None:
+    """Copy ``served`` (an app's ``models/``) to ``keep_root/<time>`` if it differs from ``original``.
+
+    Returns:
+        the copy, or ``None`` when there was nothing to keep.
+    """
+    if not served.is_dir():
+        return None
+    changed = [
+        f
+        for f in sorted(served.rglob("*"))
+        if f.is_file()
+        and not (
+            (original / f.relative_to(served)).is_file()
+            and filecmp.cmp(f, original / f.relative_to(served), shallow=False)
+        )
+    ]
+    if not changed:
+        return None
+    keep = keep_root.absolute() / time.strftime("%Y%m%d-%H%M%S")
+    with atomic_dir(keep, overwrite=True) as tmp:
+        shutil.copytree(served, tmp, dirs_exist_ok=True)
+    logger.warning("weights trained by MONAI Label in the previous app kept in %s", keep)
+    return keep
 
 
 # ----------------------------------------------------------------------------------------------
