@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ from sum_monai.errors import DataError
 
 if TYPE_CHECKING:  # heavy imports stay lazy so that `sum-monai --help` answers at once
     from monai.data import ImageReader, MetaTensor
+    from monai.transforms import LoadImage
 
 __all__ = [
     "FOLDER",
@@ -268,6 +270,20 @@ def _check_series_folder(path: Path) -> None:
         raise DataError(path, "empty folder: expected a DICOM series (the .dcm files of one series)")
 
 
+@functools.lru_cache(maxsize=8)
+def _loader(dtype: str | None) -> LoadImage:
+    """One LoadImage per dtype: building it instantiates every MONAI reader, which is slow."""
+    from monai.transforms import LoadImage
+
+    return LoadImage(image_only=True, dtype=dtype, ensure_channel_first=True)
+
+
+@functools.lru_cache(maxsize=32)
+def _reader(spec: ReaderSpec) -> ImageReader:
+    """One reader instance per spec (MONAI readers keep no state between reads)."""
+    return spec.make()
+
+
 def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool = True) -> LoadedImage:
     """Open an image file or DICOM series folder with MONAI and check that it is usable.
 
@@ -288,19 +304,17 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         >>> img.spatial_shape, img.spacing                         # doctest: +SKIP
         ((128, 128, 40), (0.7, 0.7, 2.0))
     """
-    from monai.transforms import LoadImage
-
     path = Path(path)
     spec = reader_spec(path)
     if path.is_dir():
         _check_series_folder(path)
     elif path.stat().st_size == 0:
         raise DataError(path, f"file is empty (0 bytes): not a {spec.kind}")
-    loader = LoadImage(image_only=True, dtype=dtype, ensure_channel_first=True)
+    loader = _loader(np.dtype(dtype).str if dtype is not None else None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            array = loader(str(path), reader=spec.make())
+            array = loader(str(path), reader=_reader(spec))
         except DataError:
             raise
         except Exception as err:
@@ -321,7 +335,7 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
             )
         if projection and "ImageOrientationPatient" in str(w.message):
             continue  # handled: such images count as non-geometric, spacing from PixelSpacing
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        warnings.warn(w.message, stacklevel=2)  # re-emit the rest (shown once per message)
     if check_finite and array.is_floating_point():
         import torch
 
