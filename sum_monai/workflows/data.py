@@ -35,6 +35,28 @@ def load_datalist(path: Path) -> dict:
     return content
 
 
+def detect_layout(root: Path) -> str:
+    """Name of the dataset layout of folder ``root`` (``busi``, ``mammo``, ``msd`` or ``paired``).
+
+    Raises:
+        DataError: when the folder matches none of them.
+    """
+    if any((root / c).is_dir() for c in ("benign", "malignant", "normal")):
+        return "busi"
+    if (root / "cases.csv").is_file():
+        return "mammo"
+    if (root / "dataset.json").is_file() or (root / "imagesTr").is_dir():
+        return "msd"
+    if (root / "images").is_dir() and (root / "labels").is_dir():
+        return "paired"
+    raise DataError(
+        root,
+        "not a dataset folder in a known layout: expected benign/ malignant/ normal/ (BUSI), cases.csv "
+        "(mammography), imagesTr/ + dataset.json (Decathlon) or images/ + labels/ (paired); "
+        "or pass a datalist JSON made with `sum-monai datalist`",
+    )
+
+
 def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[str, ...] = ("training", "validation")) -> Path:
     """Return a datalist JSON for ``data``, written into ``out_dir`` when it had to be built.
 
@@ -52,9 +74,10 @@ def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[st
     """
     data = Path(data)
     if data.is_dir():
-        from sum_monai.datalists import build_datalist
+        from sum_monai.datalists.build import build_datalist
 
-        path = build_datalist(data, out_dir / "datalist.json", seed=seed)
+        path = out_dir / "datalist.json"
+        build_datalist(detect_layout(data), data, path, seed=seed)
         content = load_datalist(path)
     else:
         path = data
