@@ -374,6 +374,12 @@ def test_msd_dicom_empty_channel_folder(tmp_path: Path) -> None:
     assert_build_fails("msd", root, bad, "empty folder: expected a DICOM series")
 
 
+def test_near_duplicates_refuse_3d_images(tmp_path: Path) -> None:
+    root = make_msd(tmp_path / "mri", variant="4d")
+    bad = root / "imagesTr" / "case_000.nii.gz"
+    assert_build_fails("msd", root, bad, "near-duplicate detection works on 2D images", near_dups=True)
+
+
 def test_too_few_groups_for_the_fractions(tmp_path: Path) -> None:
     root = make_msd(tmp_path / "mri", n=2)
     with pytest.raises(DataError, match="only 2 independent group") as exc:

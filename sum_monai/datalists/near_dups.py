@@ -97,7 +97,7 @@ def hash_files(paths: Sequence[str | Path], progress: bool = True) -> np.ndarray
     Results are cached in memory for the life of the process (keyed by path, size and mtime).
 
     Raises:
-        DataError: a file cannot be read.
+        DataError: a file cannot be read or is not 2D.
     """
     from tqdm import tqdm
 
@@ -111,7 +111,12 @@ def hash_files(paths: Sequence[str | Path], progress: bool = True) -> np.ndarray
         stat = Path(path).stat()
         key = (str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
         if key not in _CACHE:
-            _CACHE[key] = perceptual_hash(read_image(path, check_finite=False).numpy())
+            array = read_image(path, check_finite=False).numpy()
+            if array.ndim != 3:
+                raise DataError(
+                    path, f"near-duplicate detection works on 2D images; this one has shape {array.shape[1:]}"
+                )
+            _CACHE[key] = perceptual_hash(array)
         rows.append(_CACHE[key])
     return np.array(rows, dtype=bool).reshape(len(rows), HASH_SIZE * HASH_SIZE)
 
