@@ -387,6 +387,8 @@ def test_too_few_groups_for_the_fractions(tmp_path: Path) -> None:
     assert exc.value.path == str(root)
     with pytest.raises(ConfigError, match="below 1"):
         build_datalist("msd", root, tmp_path / "dl.json", val_frac=0.5, test_frac=0.5, progress=False)
+    with pytest.raises(ConfigError, match="layout msd has no option label_suffix"):
+        build_datalist("msd", root, tmp_path / "dl.json", label_suffix="_LI", progress=False)
     assert not (tmp_path / "dl.json").exists()
 
 

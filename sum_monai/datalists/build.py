@@ -9,6 +9,7 @@ file is written atomically and never when validation fails.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections import Counter
@@ -147,10 +148,14 @@ def build_datalist(
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder: give the JSON file to write")
-    try:
-        scan = LAYOUTS[layout](root, **layout_options)
-    except TypeError as err:
-        raise ConfigError(f"bad option for layout {layout}: {err}") from err
+    scanner = LAYOUTS[layout]
+    known = set(inspect.signature(scanner).parameters) - {"root"}
+    unknown = sorted(set(layout_options) - known)
+    if unknown:
+        raise ConfigError(
+            f"layout {layout} has no option {', '.join(unknown)} (it takes {', '.join(sorted(known))})"
+        )
+    scan = scanner(root, **layout_options)
     out_dir = out.parent
     all_entries = [_entry(case, scan, out_dir) for case in scan.cases]
     if validate:  # before hashing, so every bad file is reported at once
