@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any
+
+from sum_monai.errors import ConfigError
 
 
 def add_bundle_arg(parser: argparse.ArgumentParser) -> None:
@@ -24,15 +27,36 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here)",
     )  # fmt: skip
     parser.add_argument(
+        "--config", dest="config_files", action="append", default=[], metavar="FILE",
+        help="JSON file of bundle config overrides, e.g. configs/busi.json (repeatable; applied in order, "
+        "then --set)",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a bundle config value, e.g. --set image_size=128 --set batch_size=4 "
         "(VALUE is parsed as JSON when it can be, else taken as a string); repeatable",
     )  # fmt: skip
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (JSON values where they parse)."""
+def parse_overrides(pairs: list[str], config_files: list[str] | None = None) -> dict[str, Any]:
+    """Merge override files then ``KEY=VALUE`` pairs: ``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``.
+
+    Keys starting with ``_`` in a file (``_comment``, ``_measured``...) document it and are not
+    overrides. VALUE is parsed as JSON when it can be.
+
+    Raises:
+        ConfigError: an unreadable override file.
+    """
     out: dict[str, Any] = {}
+    for name in config_files or []:
+        path = Path(name)
+        try:
+            content = json.loads(path.read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{path}: not a readable JSON override file ({err})") from err
+        if not isinstance(content, dict):
+            raise ConfigError(f"{path}: an override file holds one JSON object of config ids and values")
+        out.update({k: v for k, v in content.items() if not k.startswith("_")})
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = train(
         args.bundle, data=args.data, output=args.output, epochs=args.epochs, device=args.device,
-        resume=args.resume, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides),
+        resume=args.resume, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides, args.config_files),
         nproc_per_node=args.nproc_per_node, seed=args.seed,
     )  # fmt: skip
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
