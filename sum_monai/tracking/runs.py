@@ -85,9 +85,10 @@ def register_torchscript(
     import mlflow
     import torch
 
-    mlflow.set_tracking_uri(uri)
+    from sum_monai.tracking.store import using
+
     model = torch.jit.load(str(ts_path), map_location="cpu")
-    with mlflow.start_run(run_id=run_id):
+    with using(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(
             pytorch_model=model,
             name="model",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 #: Default store: ``./mlruns.db`` (artifacts in ``./mlruns`` beside it, as MONAI's handler does).
@@ -49,3 +51,26 @@ def ensure_experiment(uri: str, name: str) -> str:
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(name, artifact_location=artifact_location(uri))
+
+
+@contextlib.contextmanager
+def using(uri: str) -> Iterator[str]:
+    """Make ``uri`` the store of everything MLflow does inside the block, then restore.
+
+    MONAI's ``MLFlowHandler`` prefers ``$MLFLOW_TRACKING_URI`` to the URI it is given, and MLflow's
+    fluent API keeps a process-wide URI; both are pointed at ``uri`` here so that a run, its
+    artifacts and its registered model always land in the same store.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield uri
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
+        mlflow.set_tracking_uri(before or "")

@@ -161,7 +161,8 @@ def evaluate(
     store.ensure_experiment(uri, bundle.name)
     snapshot = str((out / "executed_evaluate_config.json").resolve())
     tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot)
-    wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
+    with store.using(uri):
+        wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
 
     names = class_names(bundle)
     per_case: dict[str, dict[str, Any]] = read_raw_metrics(out, names)

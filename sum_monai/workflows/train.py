@@ -145,19 +145,26 @@ def train(
 
     run_overrides["resume"] = resume
     workflow = "multi_gpu_train" if nproc_per_node > 1 else "train"
-    params = config_params(_parser_for(bundle, "train", run_overrides))
+    # MLflow parameters are write-once: a resumed run keeps those of its first start (changed
+    # settings such as a longer --epochs are recorded as a tag after the run)
+    params = {} if resume else config_params(_parser_for(bundle, "train", run_overrides))
     store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
     tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
     try:
-        if nproc_per_node > 1:
-            _torchrun(bundle, run_overrides, tracking, nproc_per_node, run_dir)
-        else:
-            run_workflow(bundle, "train", run_overrides, tracking)
+        with store.using(uri):
+            if nproc_per_node > 1:
+                _torchrun(bundle, run_overrides, tracking, nproc_per_node, run_dir)
+            else:
+                run_workflow(bundle, "train", run_overrides, tracking)
     except BaseException:
         record.status = "failed"
         record.save(run_dir)
         raise
+    if resume:
+        run = find_run(uri, bundle.name, record.run_name)
+        if run is not None:
+            set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
     return complete_run(bundle, run_dir, record)
 
 
