@@ -1,0 +1,1 @@
+"""Code this bundle's configs use beyond MONAI, referenced as ``scripts.<module>.<name>``."""
