@@ -7,6 +7,8 @@ Three pieces, used from the bundle configs as ``scripts.mammo.<Name>``:
   Slope/Intercept), then VOI LUT (VOI LUT Sequence, else Window Center/Width with the VOI LUT
   Function, else none), then MONOCHROME1 inverted to MONOCHROME2 (bright = dense tissue), as
   float32. Use it as ``LoadImaged(keys="image", reader="$scripts.mammo.MammoDicomReader()")``.
+  Presentation LUT Shape is not applied on top: in the MG/DX IODs ``INVERSE`` goes with
+  MONOCHROME1 and names the same inversion (applying both would undo it).
 * :class:`OrientBreast` / :class:`OrientBreastd`: flip the image (and its masks) horizontally so the
   chest wall is at the image left and the nipple points right; invertible (``monai`` ``Invertd``
   undoes it for predictions).
@@ -40,10 +42,12 @@ Conventions (kept identical to MONAI's ``PydicomReader`` / ``PILReader`` for 2D)
   raises from ``get_data``, outside ``LoadImage``'s reader fallback, so it is never silently read
   again by a generic reader that skips the presentation LUTs.
 
-Decoding compressed pixel data needs pydicom plugins: RLE has a native decoder (about 0.3 s for a
-4700x2600 16-bit image; ``pylibjpeg-rle`` makes it about 0.06 s and is used when installed); JPEG
-2000 works with Pillow; JPEG Lossless (process 14, common in mammography archives), JPEG-LS and
-JPEG Extended need ``python-gdcm`` (or ``pylibjpeg-libjpeg``, which is GPL).
+Decoding compressed pixel data uses pydicom's plugins, whichever is installed first in pydicom's
+order: RLE with ``pylibjpeg-rle`` (about 0.06 s for a 4700x2600 16-bit mammogram; pydicom's own
+numpy decoder, the fallback, takes about 0.3 s); JPEG 2000 with ``python-gdcm``, else Pillow;
+JPEG Lossless (process 14, common in mammography archives), JPEG Extended and JPEG-LS with
+``python-gdcm`` (JPEG-LS also with ``pyjpegls``). A missing plugin gives the decode error naming
+the file and the plugins pydicom would need.
 
 This module imports only numpy, torch, monai, pydicom and the standard library, so the bundle runs
 without ``sum_monai``.
