@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--out", default="demo_output", help="output folder (replaced)")
     p.add_argument("--cases", type=int, default=None, help="number of ultrasound phantoms (default 100)")
-    p.add_argument("--epochs", type=int, default=None, help="training epochs (default 30)")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: configs/demo_us.json)")
     p.add_argument("--seed", type=int, default=0, help="seed of phantoms and split")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--tracking-uri", default=None, help="MLflow store (default sqlite:///mlruns.db here)")
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     result = demo.run_demo(
         out_dir=args.out,
         n_cases=args.cases or demo.DEMO_CASES,
-        epochs=args.epochs or demo.DEMO_EPOCHS,
+        epochs=args.epochs,
         seed=args.seed,
         tracking_uri=args.tracking_uri,
         device=args.device,
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nheld-out ultrasound phantoms (test split):\n{result.table}")
     rows = [(f"time: {k}", f"{v:.0f} s") for k, v in result.timings.items()]
     rows += [("time: total", f"{total:.0f} s")]
-    rows += [("mean Dice (test lesions)", f"{result.test_dice:.3f} over {result.test_cases} test images")]
+    rows += [("mean Dice (test lesions)", f"{result.test_dice:.3f} over {result.test_cases} test images with a lesion")]
     rows += [("TorchScript vs checkpoint", f"max |diff| {result.torchscript_max_abs_diff:.2e}")]
     rows += [(k, str(v)) for k, v in result.paths.items()]
     rows += [("registered model", result.registered), ("MLflow UI", ui_command(result.tracking_uri))]

@@ -8,6 +8,7 @@ the checkpoint, 6. the MLflow run with its registered model; then a summary tabl
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from sum_monai.bundle.locate import Bundle
+from sum_monai.bundle.locate import REPO_BUNDLES, Bundle
 
 #: Demo recipe: overrides of the ultrasound bundle's train.json that fit a 2-core CPU in minutes.
-DEMO_OVERRIDES: dict[str, Any] = {
-    "image_size": 128,
-    "batch_size": 8,
-    "learning_rate": 0.003,
-    "val_interval": 2,
-}
-DEMO_EPOCHS = 30
+DEMO_CONFIG = REPO_BUNDLES.parent / "configs" / "demo_us.json"
 DEMO_CASES = 100
+
+
+def demo_recipe() -> dict[str, Any]:
+    """The overrides in ``configs/demo_us.json`` (keys starting with ``_`` are comments)."""
+    content = json.loads(DEMO_CONFIG.read_text())
+    return {k: v for k, v in content.items() if not k.startswith("_")}
 
 
 @dataclass
@@ -61,7 +62,7 @@ def torchscript_matches(bundle: Bundle, model_pt: Path, model_ts: Path, shape: l
 def run_demo(
     out_dir: str | Path = "demo_output",
     n_cases: int = DEMO_CASES,
-    epochs: int = DEMO_EPOCHS,
+    epochs: int | None = None,
     seed: int = 0,
     tracking_uri: str | None = None,
     device: str | None = None,
@@ -88,7 +89,9 @@ def run_demo(
     timings["phantoms"] = time.perf_counter() - t0
 
     bundle = Bundle.find("breast_us_seg_2d")
-    recipe = {**DEMO_OVERRIDES, **(overrides or {})}
+    recipe = {**demo_recipe(), **(overrides or {})}
+    epochs = int(epochs or recipe.pop("epochs"))
+    recipe.pop("epochs", None)
     t0 = time.perf_counter()
     run_dir = out / "run"
     if run_dir.exists():
@@ -125,7 +128,7 @@ def run_demo(
     return DemoResult(
         out_dir=out,
         test_dice=float(overall.get("dice", np.nan)),
-        test_cases=int(overall.get("n", 0)),
+        test_cases=_lesion_cases(evaluated.per_case_csv),
         torchscript_max_abs_diff=diff,
         timings=timings,
         paths=paths,
@@ -133,3 +136,11 @@ def run_demo(
         tracking_uri=trained.tracking_uri,
         table=evaluated.table,
     )
+
+
+def _lesion_cases(per_case_csv: Path) -> int:
+    """Number of test cases with a lesion (a Dice value) in the per-case table."""
+    import csv
+
+    with per_case_csv.open() as f:
+        return sum(1 for row in csv.DictReader(f) if row.get("dice") not in ("", "nan", None))

@@ -61,9 +61,14 @@ def _first(path: str | list[str]) -> str:
     return path[0] if isinstance(path, list) else path
 
 
-def class_names(bundle: Bundle) -> list[str]:
-    """Names of the scored classes (output channels except background), in channel order."""
-    channel_def = bundle.metadata["network_data_format"]["outputs"]["pred"].get("channel_def", {})
+def class_names(meta: dict) -> list[str]:
+    """Names of the scored classes (output channels except background), in channel order.
+
+    Args:
+        meta: bundle metadata, as parsed with the run's overrides (``parser.get("_meta_")``), so a
+            config that changes the classes (e.g. the DDSM tissue recipe) names them too.
+    """
+    channel_def = meta["network_data_format"]["outputs"]["pred"].get("channel_def", {})
     return [channel_def[k] for k in sorted(channel_def, key=int) if k != "0"]
 
 
@@ -164,7 +169,7 @@ def evaluate(
     with store.using(uri):
         wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
 
-    names = class_names(bundle)
+    names = class_names(wf.parser.get("_meta_"))
     per_case: dict[str, dict[str, Any]] = read_raw_metrics(out, names)
     groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
     preds = _prediction_files(out / "predictions")
