@@ -1,0 +1,125 @@
+"""The bundle's network for prediction: eager PyTorch, TorchScript, or ONNX Runtime.
+
+All three give a callable ``network(x) -> logits`` that the bundle's own inferer
+(``SimpleInferer``, ``SlidingWindowInferer``) drives, so pre- and postprocessing are the
+bundle's in every case:
+
+- ``torch``: ``network_def`` of ``inference.json`` with the checked weights;
+- ``torchscript``: a ``model.ts`` from MONAI's ``ckpt_export`` (made from the weights when no file
+  is given), loaded with ``torch.jit.load``;
+- ``onnx``: a ``.onnx`` from MONAI's ``onnx_export`` (made from the weights when no file is given),
+  run by ONNX Runtime's CPU execution provider.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from sum_monai.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sum_monai.bundle.locate import Bundle
+
+__all__ = ["BACKENDS", "OnnxRuntimeNetwork", "export_input_shape", "load_backend"]
+
+BACKENDS = ("torch", "torchscript", "onnx")
+#: Largest spatial size used to trace an ONNX export (its spatial axes are dynamic anyway).
+MAX_TRACE_SIZE = 256
+
+
+class OnnxRuntimeNetwork(torch.nn.Module):
+    """An ONNX model run by ONNX Runtime, callable like the PyTorch network it was exported from.
+
+    Args:
+        path: the ``.onnx`` file (input ``image``, output ``pred``; dynamic batch and spatial axes).
+        threads: intra-op threads (default: ``torch.get_num_threads()``, which follows
+            ``OMP_NUM_THREADS``).
+
+    Example:
+        >>> net = OnnxRuntimeNetwork("model.onnx")  # doctest: +SKIP
+        >>> logits = SlidingWindowInferer((96, 96, 32))(image[None], net)  # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ConfigError(f"{path}: not a usable ONNX model: {str(err).strip().splitlines()[0]}") from err
+        self.input_name = self.session.get_inputs()[0].name
+        self.path = Path(path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on a ``(B, C, *spatial)`` batch; returns logits on ``x``'s device."""
+        feed = {self.input_name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
+        out = self.session.run(None, feed)[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def export_input_shape(bundle: Bundle) -> list[int]:
+    """Shape used to trace an ONNX export: the metadata's input, spatial sizes at most 256."""
+    from sum_monai.bundle.export import example_input_shape
+
+    shape = example_input_shape(bundle)
+    return shape[:2] + [min(int(s), MAX_TRACE_SIZE) for s in shape[2:]]
+
+
+def load_backend(
+    backend: str,
+    bundle: Bundle,
+    network: torch.nn.Module | None,
+    weights_file: Path,
+    work_dir: Path,
+    device: Any,
+    model_file: str | Path | None = None,
+) -> torch.nn.Module:
+    """The network to predict with.
+
+    Args:
+        backend: ``torch``, ``torchscript`` or ``onnx``.
+        bundle: the bundle (its ``inference.json`` ``network_def`` is exported).
+        network: the eager network, weights already loaded (returned for ``torch``); None when
+            ``model_file`` is given.
+        weights_file: a bare state dict of the checked weights (exported for the other backends).
+        work_dir: where exports are written when ``model_file`` is not given.
+        device: torch device for ``torch`` / ``torchscript`` (ONNX Runtime runs on the CPU).
+        model_file: an existing ``model.ts`` / ``.onnx`` to use instead of exporting.
+
+    Raises:
+        ConfigError: unknown backend, unreadable model file.
+    """
+    if backend == "torch":
+        if network is None:
+            raise ConfigError("the torch backend needs the network with its weights")
+        return network.eval()
+    if backend == "torchscript":
+        path = Path(model_file) if model_file else None
+        if path is None:
+            from sum_monai.bundle.export import export_torchscript
+
+            path = export_torchscript(bundle, weights_file, work_dir / "model.ts")
+        try:
+            return torch.jit.load(str(path), map_location=device).eval()
+        except Exception as err:
+            raise ConfigError(
+                f"{path}: not a loadable TorchScript model: {str(err).strip().splitlines()[0]}"
+            ) from err
+    if backend == "onnx":
+        path = Path(model_file) if model_file else None
+        if path is None:
+            from sum_monai.bundle.export import export_onnx
+
+            path = export_onnx(
+                bundle, weights_file, work_dir / "model.onnx", input_shape=export_input_shape(bundle)
+            )
+        return OnnxRuntimeNetwork(path)
+    raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")

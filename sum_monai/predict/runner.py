@@ -1,0 +1,423 @@
+"""``sum-monai predict``: run a bundle's ``inference.json`` on files, one case at a time.
+
+The bundle's components are built once (``create_workflow(bundle, "inference", overrides)``) and
+every case goes through them the way MONAI Label runs a bundle: ``preprocessing`` ->
+``inferer(network)`` -> ``postprocessing``. ``postprocessing`` is run in two parts: up to its last
+``Invertd`` (softmax back on the input's grid: the probability map kept for the summary), then the
+rest (argmax to uint8, the bundle's ``SaveImaged``, ``SqueezeDimd``). So masks are exactly what the
+bundle saves, on the input's own grid (PNG at the input size, NIfTI with the input's affine).
+
+Per case, written into ``--output`` (names from :mod:`sum_monai.predict.cases`):
+
+- ``<name>_seg.<ext>``: the bundle's saved mask (``.png`` for 2D bundles, ``.nii.gz`` for 3D);
+- ``<name>_seg.dcm``: a DICOM SEG for DICOM inputs (:mod:`sum_monai.predict.outputs`);
+- ``<name>.json``: lesions and probabilities (:mod:`sum_monai.predict.summary`), spacing,
+  provenance (bundle, version, weights SHA-256, backend);
+
+and over all cases ``predictions.csv``. A case's files are staged in a scratch folder inside
+``--output`` and moved into place (atomic ``os.replace``) only when all of them are complete; a
+failing case is reported (``status=failed`` with its problem) and the next one runs.
+
+Example:
+    >>> report = predict("breast_us_seg_2d", "data/busi", "preds", weights="model.pt")  # doctest: +SKIP
+    >>> report.exit_status, len(report.failed)  # doctest: +SKIP
+    (0, 0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sum_monai.bundle.locate import Bundle
+from sum_monai.bundle.run import as_override_path, create_workflow, device_override
+from sum_monai.errors import ConfigError, DataError
+from sum_monai.io.read import image_suffix
+from sum_monai.predict.cases import Case, find_cases
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["PredictReport", "Predictor", "predict"]
+
+CSV_NAME = "predictions.csv"
+
+
+@dataclass
+class PredictReport:
+    """What a prediction run wrote; ``records`` hold one dict per case (as in its JSON)."""
+
+    output_dir: Path
+    records: list[dict[str, Any]]
+    csv: Path
+    backend: str
+    seconds: float = 0.0
+    failed: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every case was predicted, 1 when some failed."""
+        return 1 if self.failed else 0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
+
+
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception (MONAI wraps transform errors in ``RuntimeError('applying ...')``)."""
+    seen = set()
+    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return err
+
+
+def explain_failure(case: Case, err: BaseException) -> str:
+    """One line saying why ``case`` failed; unreadable files are explained by :func:`read_image`."""
+    if isinstance(err, DataError):
+        return str(err)
+    from sum_monai.io.read import read_image
+
+    for path in case.paths:
+        try:
+            read_image(path, check_finite=False)
+        except DataError as read_err:
+            return str(read_err)
+        except Exception:  # the reader check is only an explanation; fall back to the error itself
+            break
+    root = _root_cause(err)
+    return f"{case.input}: prediction failed: {type(root).__name__}: {_first_line(root)}"
+
+
+class Predictor:
+    """A bundle's inference components, built once, run one case at a time.
+
+    Args:
+        bundle: the bundle.
+        output_dir: the output folder (a scratch folder is made inside it, removed by :meth:`close`).
+        weights: the checkpoint; default the bundle's ``models/model.pt``.
+        backend: ``torch``, ``torchscript`` or ``onnx``.
+        model_file: an exported ``model.ts`` / ``.onnx`` for those backends (default: export the weights).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
+        overrides: config overrides (e.g. ``{"image_size": 128}`` if the model was trained so).
+        pixel_spacing: pixel size in mm of PNG / JPEG inputs (they carry none), for areas in mm^2.
+
+    Raises:
+        ConfigError: bad weights (see :mod:`sum_monai.bundle.weights`), a postprocessing without
+            ``Invertd`` or ``SaveImaged``, an unknown backend.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        output_dir: Path,
+        weights: str | Path | None = None,
+        backend: str = "torch",
+        model_file: str | Path | None = None,
+        device: str | None = None,
+        overrides: Mapping[str, Any] | None = None,
+        pixel_spacing: tuple[float, ...] | None = None,
+    ) -> None:
+        from monai.transforms import Invertd, SaveImaged
+
+        from sum_monai.bundle.weights import default_checkpoint, load_checked_state_dict
+        from sum_monai.predict.backends import BACKENDS, load_backend
+
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+        self.bundle = bundle
+        self.backend = backend
+        self.pixel_spacing = tuple(pixel_spacing) if pixel_spacing else None
+        meta = bundle.metadata["network_data_format"]
+        self.channels = int(meta["inputs"]["image"]["num_channels"])
+        self.spatial_dims = len(meta["inputs"]["image"]["spatial_shape"])
+        self.modality = str(meta["inputs"]["image"].get("modality", ""))
+        channel_def = meta["outputs"]["pred"].get("channel_def", {})
+        self.class_names = [str(channel_def[k]) for k in sorted(channel_def, key=int)]
+        self.channel_names = [
+            str(v) for _, v in sorted(meta["inputs"]["image"].get("channel_def", {}).items())
+        ]
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.scratch = Path(tempfile.mkdtemp(prefix=".sum_monai-predict-", dir=output_dir))
+        try:
+            (self.scratch / "saved").mkdir()
+            (self.scratch / "export").mkdir()
+            run_overrides = dict(overrides or {})
+            run_overrides["output_dir"] = as_override_path(self.scratch / "saved")
+            run_overrides.update(device_override(device))
+            parser = create_workflow(bundle, "inference", run_overrides).parser
+            self.device = parser.get_parsed_content("device")
+            self.preprocessing = parser.get_parsed_content("preprocessing")
+            self.inferer = parser.get_parsed_content("inferer")
+            self.postprocessing = parser.get_parsed_content("postprocessing")
+            post = list(self.postprocessing.transforms)
+            inverts = [i for i, t in enumerate(post) if isinstance(t, Invertd)]
+            if not inverts:
+                raise ConfigError(
+                    f"{bundle.root}: inference.json postprocessing has no Invertd: predictions would not be on the input grid"
+                )
+            if not any(isinstance(t, SaveImaged) for t in post):
+                raise ConfigError(
+                    f"{bundle.root}: inference.json postprocessing has no SaveImaged: no mask would be written"
+                )
+            self.split = inverts[-1] + 1
+
+            if model_file is not None and backend != "torch":
+                self.weights = Path(model_file)
+                network = None
+                weights_file = self.weights
+            else:
+                self.weights = Path(weights) if weights is not None else default_checkpoint(bundle)
+                network = parser.get_parsed_content("network")
+                state = load_checked_state_dict(bundle, self.weights, network=network)
+                network.load_state_dict(state)
+                weights_file = self.scratch / "export" / "weights.pt"
+                if backend != "torch":
+                    import torch
+
+                    torch.save(state, weights_file)
+            self.weights_sha256 = _sha256(self.weights)
+            self.network = load_backend(
+                backend, bundle, network, weights_file, self.scratch / "export", self.device, model_file
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Remove the scratch folder."""
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- one case -------------------------------------------------------------------------------
+
+    def _infer(self, case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
+        """Run pre -> inferer -> post; return label map, probabilities, affine and the saved mask."""
+        import torch
+        from monai.data import MetaTensor
+
+        for old in (self.scratch / "saved").rglob("*"):
+            if old.is_file():
+                old.unlink()
+        with torch.no_grad():
+            data = self.preprocessing({"image": case.image})
+            image = data["image"]
+            if int(image.shape[0]) != self.channels:
+                wanted = f" ({', '.join(self.channel_names)})" if self.channel_names else ""
+                raise DataError(
+                    case.input,
+                    f"has {int(image.shape[0])} channel(s); the bundle needs {self.channels}{wanted}",
+                )
+            pred = self.inferer(image[None].to(self.device), self.network)[0]
+            if not isinstance(pred, MetaTensor):  # TorchScript / ONNX Runtime return plain tensors
+                pred = MetaTensor(pred, meta=dict(image.meta))
+            data["pred"] = pred
+            data = self.postprocessing(data, end=self.split)
+            probabilities = data["pred"].detach().cpu().numpy().astype(np.float32)
+            affine = np.asarray(data["pred"].affine, dtype=np.float64)
+            data = self.postprocessing(data, start=self.split)
+            label_map = np.asarray(data["pred"].detach().cpu().numpy())
+        saved = [p for p in (self.scratch / "saved").rglob("*") if p.is_file()]
+        if len(saved) != 1:
+            raise ConfigError(
+                f"{self.bundle.root}: SaveImaged wrote {len(saved)} files for one case (expected 1)"
+            )
+        if label_map.shape != probabilities.shape[1:]:
+            raise ConfigError(
+                f"{self.bundle.root}: postprocessing gave a label map {label_map.shape} that does not match the "
+                f"probabilities {probabilities.shape} (postprocessing should end with AsDiscreted(argmax) and SqueezeDimd)"
+            )
+        return label_map, probabilities, affine, saved[0]
+
+    def _spacing(
+        self, case: Case, affine: np.ndarray
+    ) -> tuple[tuple[float, ...] | None, float | None, str | None]:
+        """Spacing (MONAI axis order), pixel area / voxel volume, and where it came from."""
+        from sum_monai.predict.outputs import dicom_spacing, volume_spacing
+
+        if self.spatial_dims == 3:
+            spacing, volume = volume_spacing(affine)
+            return spacing, volume, "image header (affine)"
+        if case.dicom is not None and case.dicom.is_file():
+            spacing2, source = dicom_spacing(case.dicom)
+            if spacing2 is not None:
+                return spacing2, spacing2[0] * spacing2[1], f"DICOM {source}"
+        if self.pixel_spacing is not None:
+            sx, sy = (self.pixel_spacing * 2)[:2]
+            return (sx, sy), sx * sy, "--pixel-spacing"
+        return None, None, None
+
+    def run_case(self, case: Case, output_dir: Path, case_id: str) -> dict[str, Any]:
+        """Predict one case and move its outputs into ``output_dir``; returns its record.
+
+        Data problems are caught and returned as a record with ``status="failed"``; a
+        :class:`ConfigError` (the bundle or model cannot work) is raised.
+        """
+        from sum_monai.predict.outputs import write_case_seg
+        from sum_monai.predict.summary import measure
+
+        record: dict[str, Any] = {
+            "case": case.name,
+            "case_id": case_id,
+            "input": [str(p) for p in case.paths],
+            "status": "failed",
+        }
+        t0 = time.perf_counter()
+        stage = Path(tempfile.mkdtemp(prefix="case-", dir=self.scratch))
+        try:
+            if case.problem:
+                raise DataError(case.input, case.problem)
+            label_map, probabilities, affine, saved = self._infer(case)
+            spacing, voxel_size, spacing_source = self._spacing(case, affine)
+            ext = image_suffix(saved) or saved.suffix
+            moves = {saved: output_dir / f"{case.name}_seg{ext}"}
+            outputs: dict[str, str | None] = {"mask": f"{case.name}_seg{ext}", "dicom_seg": None}
+            if case.dicom is not None:
+                seg_path = stage / "seg.dcm"
+                write_case_seg(
+                    seg_path, case, label_map, affine, self.class_names, self.modality,
+                    algorithm_name=self.bundle.name,
+                    algorithm_version=f"{self.bundle.version} (weights sha256 {self.weights_sha256[:12]})",
+                    uid_entropy=[*(str(p.resolve()) for p in case.paths), self.bundle.name, self.bundle.version, self.weights_sha256],
+                )  # fmt: skip
+                moves[seg_path] = output_dir / f"{case.name}_seg.dcm"
+                outputs["dicom_seg"] = f"{case.name}_seg.dcm"
+            outputs["json"] = f"{case.name}.json"
+            record.update(
+                status="ok",
+                bundle=self.bundle.name,
+                bundle_version=self.bundle.version,
+                backend=self.backend,
+                weights=str(self.weights),
+                weights_sha256=self.weights_sha256,
+                classes=self.class_names,
+                spatial_shape=list(label_map.shape),
+                axes="MONAI order: 2D (columns, rows); 3D (x, y, z) of the affine",
+                spacing_mm=[round(s, 6) for s in spacing] if spacing else None,
+                spacing_source=spacing_source,
+                affine=np.round(affine, 6).tolist() if self.spatial_dims == 3 else None,
+                measurements=measure(label_map, probabilities, self.class_names, voxel_size),
+                outputs=outputs,
+                seconds=round(time.perf_counter() - t0, 3),
+            )
+            json_path = stage / "case.json"
+            json_path.write_text(json.dumps(record, indent=1) + "\n")
+            moves[json_path] = output_dir / outputs["json"]
+            for src, dst in moves.items():  # every file of the case is complete: move them in
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+        except ConfigError:
+            raise
+        except Exception as err:
+            record.update(
+                status="failed", error=explain_failure(case, err), seconds=round(time.perf_counter() - t0, 3)
+            )
+            logger.debug("case %s failed", case.name, exc_info=True)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return record
+
+
+def _case_id(case: Case, root: Path) -> str:
+    """Anonymised id of a case (keyed hash of its first input relative to ``--input``)."""
+    from sum_monai.datalists.ids import case_id
+
+    first = case.paths[0].resolve()
+    try:
+        rel = first.relative_to(root.resolve())
+    except ValueError:
+        rel = Path(first.name)
+    return case_id(rel if str(rel) != "." else Path(first.name))
+
+
+def predict(
+    bundle: str | Path | Bundle,
+    input_path: str | Path,
+    output_dir: str | Path,
+    *,
+    weights: str | Path | None = None,
+    backend: str = "torch",
+    model_file: str | Path | None = None,
+    device: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    pixel_spacing: tuple[float, ...] | None = None,
+    progress: bool = True,
+) -> PredictReport:
+    """Predict every case of ``input_path`` into ``output_dir``.
+
+    Args:
+        bundle: bundle folder or name.
+        input_path: a file or folder (layouts: :mod:`sum_monai.predict.cases`).
+        output_dir: where masks, SEGs, JSONs and ``predictions.csv`` go (created if missing).
+        weights: checkpoint (default the bundle's ``models/model.pt``); checked before use.
+        backend: ``torch`` (default), ``torchscript`` or ``onnx`` (ONNX Runtime, CPU).
+        model_file: an exported model for ``torchscript`` / ``onnx`` instead of exporting ``weights``.
+        device: ``auto``, ``cpu``, ``cuda``...
+        overrides: bundle config overrides.
+        pixel_spacing: mm per pixel of PNG / JPEG inputs (one value, or column and row spacing).
+        progress: show a progress bar over cases (when there are several).
+
+    Returns:
+        The report; ``exit_status`` is 1 when some cases failed.
+
+    Raises:
+        ConfigError: bundle, weights or model cannot be used.
+        DataError: the input holds no case.
+    """
+    from tqdm import tqdm
+
+    from sum_monai.predict.summary import write_predictions_csv
+
+    t0 = time.perf_counter()
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    out = Path(output_dir)
+    fmt = bundle.metadata["network_data_format"]["inputs"]["image"]
+    cases = find_cases(input_path, len(fmt["spatial_shape"]), int(fmt["num_channels"]), skip=out)
+    root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
+    records: list[dict[str, Any]] = []
+    with Predictor(bundle, out, weights, backend, model_file, device, overrides, pixel_spacing) as predictor:
+        bar = tqdm(
+            cases,
+            desc=f"predict {bundle.name}",
+            unit="case",
+            file=sys.stderr,
+            disable=not progress or len(cases) < 2,
+        )
+        try:
+            for case in bar:
+                record = predictor.run_case(case, out, _case_id(case, root))
+                records.append(record)
+                if record["status"] != "ok":
+                    bar.write(f"failed: {record['error']}", file=sys.stderr)
+        finally:
+            bar.close()
+            csv_path = write_predictions_csv(records, out / CSV_NAME)
+    failed = [r for r in records if r["status"] != "ok"]
+    return PredictReport(out, records, csv_path, backend, round(time.perf_counter() - t0, 2), failed)
