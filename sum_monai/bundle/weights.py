@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,14 +76,31 @@ def load_weights_only(path: str | Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # the restricted unpickler met a class it does not allow: a pickled module or object
-        raise ConfigError(
-            f"{path}: refused: the checkpoint holds pickled Python objects (e.g. a whole model saved with "
-            f"torch.save(model)), and loading those would run code from the file. Only weights are accepted; "
-            f"{HOW_TO_SAVE}. ({_first_line(err)})"
-        ) from err
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found is not None:
+            raise ConfigError(
+                f"{path}: refused: the checkpoint holds pickled Python objects ({found.group(1)}), e.g. a whole "
+                "model saved with torch.save(model); loading them would run code from the file. Only weights "
+                f"are accepted: {HOW_TO_SAVE}"
+            ) from err
+        if _is_pickle_container(path):  # a torch.save file whose pickle the safe loader cannot follow
+            operand = re.search(r"Unsupported operand \d+", str(err))
+            raise ConfigError(
+                f"{path}: refused: its pickle uses instructions that torch.load(weights_only=True) does not "
+                f"accept{f' ({operand.group(0)})' if operand else ''}; only plain weights are accepted: {HOW_TO_SAVE}"
+            ) from err
+        raise ConfigError(f"{path}: not a readable PyTorch checkpoint (not a torch.save file)") from err
     except Exception as err:  # corrupt zip, truncated file, not a torch file at all
         raise ConfigError(f"{path}: not a readable PyTorch checkpoint: {_first_line(err)}") from err
+
+
+def _is_pickle_container(path: Path) -> bool:
+    """A ``torch.save`` zip archive, or a legacy file starting with a pickle protocol header."""
+    import zipfile
+
+    with path.open("rb") as f:
+        head = f.read(2)
+    return zipfile.is_zipfile(path) or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _first_line(err: BaseException) -> str:
