@@ -1,0 +1,103 @@
+"""``python -m bench infer2d|infer3d|train|all [--quick] [--write]``: run benchmarks, print markdown.
+
+Examples:
+    python -m bench infer2d                      # both 2D bundles, every backend
+    python -m bench infer3d --quick              # smoke run (fewer repeats, no setting sweep)
+    python -m bench train --write                # and replace its section of docs/benchmarks.md
+    python -m bench infer2d --weights breast_us_seg_2d=runs/busi/pilotA/models/model.pt
+    python -m bench all --write                  # what `make bench` runs (--write added by hand)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from bench.machine import describe, set_threads
+from bench.report import DOC, write_section
+
+BENCHMARKS = ("infer2d", "infer3d", "train")
+
+
+def _weights(values: list[str]) -> dict[str, Path]:
+    out = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--weights {value!r}: expected BUNDLE=PATH to an existing model.pt")
+        out[name] = Path(path)
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line arguments."""
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("name", choices=[*BENCHMARKS, "all"], help="which benchmark")
+    p.add_argument("--quick", action="store_true", help="smoke run: fewer images, repeats and epochs")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help=f"replace the benchmark's section of {DOC.relative_to(DOC.parents[1])}",
+    )
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads of every backend (default 2)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("runs/bench"),
+        help="phantoms, weights, exports (default runs/bench)",
+    )
+    p.add_argument("--weights", action="append", default=[], metavar="BUNDLE=PATH",
+                   help="use this model.pt for a bundle instead of a short phantom training run")  # fmt: skip
+    p.add_argument("--bundles", nargs="+", help="2D bundles to benchmark (default: both)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    set_threads(args.threads)
+    command = "python -m bench " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
+    )
+    command = command.replace(" --write", "")
+    names = BENCHMARKS if args.name == "all" else (args.name,)
+    for name in names:
+        if name == "infer2d":
+            from bench import infer2d
+
+            settings = infer2d.Settings(
+                threads=args.threads, quick=args.quick, weights=_weights(args.weights), workdir=args.workdir
+            )
+            if args.bundles:
+                settings.bundles = tuple(args.bundles)
+            machine = describe(args.threads, peaks=("fp32", "bf16", "int8"))
+            results = [infer2d.run_bundle(b, settings) for b in settings.bundles]
+            section = infer2d.render(machine, results, command)
+        elif name == "infer3d":
+            from bench import infer3d
+
+            machine = describe(args.threads, peaks=("fp32", "bf16", "int8"))
+            settings3d = infer3d.Settings(
+                args.threads, args.quick, args.workdir, _weights(args.weights).get(infer3d.BUNDLE)
+            )
+            section = infer3d.render(machine, infer3d.run(settings3d), command)
+        else:
+            from bench import train
+
+            machine = describe(args.threads)
+            section = train.render(
+                machine, train.run(train.Settings(args.threads, args.quick, args.workdir)), command
+            )
+        print(section, flush=True)
+        if args.write:
+            print(f"(written to {write_section(name, section)})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,42 @@
+"""Wall-clock timing of repeated calls: best and median of several, after warm-up.
+
+A shared 2-core machine is noisy (other processes steal cycles), so every figure is quoted as
+the median of the repeats and the best of them: the best is closest to what the code can do, the
+median to what a user sees on a busy machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Seconds taken by each timed repeat of a call."""
+
+    times: tuple[float, ...]
+
+    @property
+    def best(self) -> float:
+        """Fastest repeat (s)."""
+        return min(self.times)
+
+    @property
+    def median(self) -> float:
+        """Median repeat (s)."""
+        return statistics.median(self.times)
+
+
+def time_call(fn: Callable[[], object], warmup: int = 2, repeats: int = 7) -> Timing:
+    """Call ``fn`` ``warmup`` times untimed (kernel selection, allocations), then time ``repeats`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return Timing(tuple(times))
