@@ -11,7 +11,8 @@ from sum_monai.utils.atomic import atomic_write_text
 SPLITS = ("training", "validation", "test")
 
 
-def _absolute(item: dict, base: Path) -> dict:
+def absolute_paths(item: dict, base: Path) -> dict:
+    """A datalist entry with its ``image`` and ``label`` paths made absolute against ``base``."""
     out = dict(item)
     for key in ("image", "label"):
         value = out.get(key)
@@ -88,7 +89,7 @@ def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[st
 
             root = base
             for split in SPLITS:
-                items = [_absolute(item, base) for item in content.get(split, [])]
+                items = [absolute_paths(item, base) for item in content.get(split, [])]
                 for item in items:
                     if not item.get("case_id"):
                         image = item["image"][0] if isinstance(item["image"], list) else item["image"]

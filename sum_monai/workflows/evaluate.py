@@ -35,7 +35,7 @@ from sum_monai.tracking.params import config_params
 from sum_monai.tracking.runs import find_run, log_artifacts, set_tags
 from sum_monai.tracking.settings import mlflow_settings
 from sum_monai.utils.atomic import atomic_write_text
-from sum_monai.workflows.data import SPLITS, load_datalist, prepare_datalist
+from sum_monai.workflows.data import SPLITS, absolute_paths, load_datalist, prepare_datalist
 from sum_monai.workflows.rundir import RUNS_ROOT, RunRecord
 
 logger = logging.getLogger(__name__)
@@ -138,15 +138,17 @@ def evaluate(
     datalist = prepare_datalist(Path(data), out, seed=seed, require=())
     content = load_datalist(datalist)
     base = datalist.resolve().parent
-    if split == "all":
-        content["all"] = [item for s in SPLITS for item in content.get(s, [])]
+    if split == "all":  # one list of every case, with absolute paths as the file moves
+        content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
         datalist = out / "datalist_all.json"
         atomic_write_text(datalist, json.dumps(content, indent=1) + "\n")
     cases = content.get(split) or []
     if not cases:
         raise DataError(datalist, f"no cases in the {split!r} split")
     images = [os.path.abspath(base / _first(c["image"])) for c in cases]
-    root = os.path.commonpath([os.path.dirname(p) for p in images])
+    # predictions mirror the inputs' folders below this root; a DICOM series is named after its
+    # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
+    root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
 
     run_overrides: dict[str, Any] = dict(record.overrides) if record else {}
     run_overrides.update(
