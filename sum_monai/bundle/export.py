@@ -9,14 +9,55 @@ from __future__ import annotations
 import json
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from sum_monai.bundle.locate import Bundle
 from sum_monai.utils.atomic import atomic_dir, atomic_path
 
 #: What a bundle folder holds; everything else (eval/, caches) stays out of archives.
 BUNDLE_PARTS = ("configs", "scripts", "docs", "LICENSE")
+#: Overrides that describe one run on one machine (data, folders, device), never a trained bundle.
+RUN_ONLY_KEYS = frozenset(
+    {"data_list_file_path", "dataset_dir", "ckpt_dir", "ckpt_path", "output_dir", "bundle_root", "resume",
+     "device", "eval_split", "prediction_root", "cache_rate", "num_workers"}
+)  # fmt: skip
+
+
+def recipe_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The overrides that change the model or its pre/post-processing (not run paths or device)."""
+    return {k: v for k, v in (overrides or {}).items() if k not in RUN_ONLY_KEYS}
+
+
+def bake_overrides(config_file: Path, overrides: Mapping[str, Any]) -> None:
+    """Write ``overrides`` into a bundle config file, for the ids that file defines.
+
+    A trained bundle must describe the network its weights fit: a run trained with
+    ``image_size=128`` or other ``network_def`` settings gets them written into its copied
+    ``train.json`` / ``inference.json`` / ``evaluate.json``; metadata overrides (``_meta_#...``)
+    go into ``metadata.json``.
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    if config_file.name == "metadata.json":
+        updates = {k[len("_meta_#") :]: v for k, v in overrides.items() if k.startswith("_meta_#")}
+        # the declared network shape follows the size the bundle was trained at
+        size = overrides.get("image_size") or overrides.get("roi_size")
+        for io in ("inputs#image", "outputs#pred"):
+            key = f"network_data_format#{io}#spatial_shape"
+            shape = parser.get(key)
+            if size is not None and key not in updates and isinstance(shape, list):
+                sizes = list(size) if isinstance(size, (list, tuple)) else [size] * len(shape)
+                if len(sizes) == len(shape):
+                    updates[key] = sizes
+    else:
+        updates = {k: v for k, v in overrides.items() if not k.startswith("_meta_") and k in parser}
+    if updates:
+        parser.update(updates)
+        config_file.write_text(json.dumps(parser.get(), indent=4) + "\n")
 
 
 def example_input_shape(bundle: Bundle, batch: int = 1) -> list[int]:
@@ -26,8 +67,13 @@ def example_input_shape(bundle: Bundle, batch: int = 1) -> list[int]:
     return [batch, int(spec["num_channels"]), *spatial]
 
 
-def export_torchscript(bundle: Bundle, ckpt: str | Path, out: str | Path) -> Path:
-    """Script the bundle's ``network_def`` with the weights of ``ckpt`` into ``out`` (``model.ts``)."""
+def export_torchscript(
+    bundle: Bundle, ckpt: str | Path, out: str | Path, overrides: Mapping[str, Any] | None = None
+) -> Path:
+    """Script the bundle's ``network_def`` with the weights of ``ckpt`` into ``out`` (``model.ts``).
+
+    ``overrides`` are the run's config overrides (those changing ``network_def`` matter).
+    """
     from monai.bundle import ckpt_export
 
     out = Path(out)
@@ -39,11 +85,22 @@ def export_torchscript(bundle: Bundle, ckpt: str | Path, out: str | Path) -> Pat
             meta_file=str(bundle.config("metadata.json")),
             config_file=str(bundle.config("inference.json")),
             bundle_root=str(bundle.root),
+            **_network_overrides(overrides),
         )
     return out
 
 
-def export_onnx(bundle: Bundle, ckpt: str | Path, out: str | Path, input_shape: Sequence[int] | None = None) -> Path:
+def _network_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (overrides or {}).items() if k.startswith("network_def")}
+
+
+def export_onnx(
+    bundle: Bundle,
+    ckpt: str | Path,
+    out: str | Path,
+    input_shape: Sequence[int] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Path:
     """Export the network with the weights of ``ckpt`` to ONNX (dynamic batch and spatial axes)."""
     from monai.bundle import onnx_export
 
@@ -64,13 +121,14 @@ def export_onnx(bundle: Bundle, ckpt: str | Path, out: str | Path, input_shape: 
                 "dynamic_axes": {"image": {0: "batch", **spatial_axes}, "pred": {0: "batch", **spatial_axes}},
             },
             bundle_root=str(bundle.root),
+            **_network_overrides(overrides),
         )
     return out
 
 
 def package_bundle(
     bundle: Bundle, out_dir: str | Path, weights: str | Path, torchscript: str | Path | None = None,
-    eval_metrics: dict | None = None,
+    eval_metrics: dict | None = None, overrides: Mapping[str, Any] | None = None,
 ) -> Bundle:
     """Write a complete trained bundle: ``bundle``'s files plus ``models/model.pt`` (and ``model.ts``).
 
@@ -80,6 +138,8 @@ def package_bundle(
         weights: the trained ``model.pt``.
         torchscript: optional ``model.ts`` to include.
         eval_metrics: optional measured metrics written into ``metadata.json``'s ``eval_metrics``.
+        overrides: the run's config overrides; the recipe ones (not paths or device) are baked
+            into the copied configs so the bundle describes the network its weights fit.
     """
     out_dir = Path(out_dir)
     with atomic_dir(out_dir, overwrite=True) as tmp:
@@ -93,6 +153,10 @@ def package_bundle(
         shutil.copy2(weights, tmp / "models" / "model.pt")
         if torchscript:
             shutil.copy2(torchscript, tmp / "models" / "model.ts")
+        recipe = recipe_overrides(overrides)
+        if recipe:
+            for config_file in sorted((tmp / "configs").glob("*.json")):
+                bake_overrides(config_file, recipe)
         if eval_metrics is not None:
             meta_path = tmp / "configs" / "metadata.json"
             meta = json.loads(meta_path.read_text())

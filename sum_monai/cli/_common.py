@@ -42,7 +42,7 @@ def parse_overrides(pairs: list[str], config_files: list[str] | None = None) -> 
     """Merge override files then ``KEY=VALUE`` pairs: ``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``.
 
     Keys starting with ``_`` in a file (``_comment``, ``_measured``...) document it and are not
-    overrides. VALUE is parsed as JSON when it can be.
+    overrides, except ``_meta_#...`` (bundle metadata, e.g. the class names of a retargeted bundle). VALUE is parsed as JSON when it can be.
 
     Raises:
         ConfigError: an unreadable override file.
@@ -56,7 +56,7 @@ def parse_overrides(pairs: list[str], config_files: list[str] | None = None) -> 
             raise ConfigError(f"{path}: not a readable JSON override file ({err})") from err
         if not isinstance(content, dict):
             raise ConfigError(f"{path}: an override file holds one JSON object of config ids and values")
-        out.update({k: v for k, v in content.items() if not k.startswith("_")})
+        out.update({k: v for k, v in content.items() if not k.startswith("_") or k.startswith("_meta_#")})
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:

@@ -31,8 +31,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import logging
+
     from sum_monai.bundle.locate import Bundle
     from sum_monai.predict.exports import export_checked
+
+    if not getattr(args, "verbose", False):  # the ONNX exporter logs every graph pass at INFO
+        for name in ("onnx_ir", "onnxscript"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
     bundle = Bundle.find(args.bundle)
     result = export_checked(bundle, args.format, args.out, args.weights)

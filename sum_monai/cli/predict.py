@@ -83,7 +83,9 @@ def run(args: argparse.Namespace) -> int:
     from sum_monai.errors import ConfigError
     from sum_monai.predict.runner import predict
 
-    logging.getLogger("highdicom").setLevel(logging.WARNING)
+    if not getattr(args, "verbose", False):  # library chatter (highdicom module copies, ONNX graph passes) hides the progress bar
+        for name in ("highdicom", "onnx_ir", "onnxscript"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     if args.model and args.backend == "torch":
         raise ConfigError("--model is for --backend torchscript or onnx (the torch backend uses --weights)")
     if args.pixel_spacing is not None and (len(args.pixel_spacing) > 2 or min(args.pixel_spacing) <= 0):

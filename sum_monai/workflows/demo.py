@@ -26,7 +26,7 @@ DEMO_CASES = 100
 def demo_recipe() -> dict[str, Any]:
     """The overrides in ``configs/demo_us.json`` (keys starting with ``_`` are comments)."""
     content = json.loads(DEMO_CONFIG.read_text())
-    return {k: v for k, v in content.items() if not k.startswith("_")}
+    return {k: v for k, v in content.items() if not k.startswith("_") or k.startswith("_meta_#")}
 
 
 @dataclass

@@ -181,7 +181,7 @@ def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResul
         raise ConfigError(f"MLflow run {record.run_name!r} not found in {uri}")
     run_id = run.info.run_id
 
-    model_ts = export_torchscript(bundle, model_pt, run_dir / "models" / "model.ts")
+    model_ts = export_torchscript(bundle, model_pt, run_dir / "models" / "model.ts", record.overrides)
     history = metric_history(uri, run_id, CURVE_METRICS)
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=f"{bundle.name} ({record.run_name})")
     dice = history.get("val_mean_dice")
@@ -189,13 +189,13 @@ def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResul
     epochs = max((s for pts in history.values() for s, _ in pts), default=0)
     trained = package_bundle(
         bundle, run_dir / "bundle" / bundle.name, model_pt, model_ts,
-        eval_metrics={"val_mean_dice": round(best, 4)} if best is not None else None,
+        eval_metrics={"val_mean_dice": round(best, 4)} if best is not None else None, overrides=record.overrides,
     )  # fmt: skip
     archive = archive_bundle(trained, run_dir / f"{bundle.name}-{bundle.version}.zip")
 
     import numpy as np
 
-    example = np.zeros(example_input_shape(bundle), dtype=np.float32)
+    example = np.zeros(example_input_shape(trained), dtype=np.float32)
     log_artifacts(uri, run_id, [curve, archive])
     set_tags(uri, run_id, {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "train"})
     version = register_torchscript(uri, run_id, model_ts, bundle.name, bundle.version, input_example=example)
