@@ -113,3 +113,20 @@ def test_onnx_and_torchscript_predictions_match_eager(exported: dict) -> None:
                 f"{rel}: {backend} vs torch Dice {dice(reference, other):.5f}"
             )
             assert np.mean(reference == other) >= DICE_BOUND  # the class labels agree too (mammography)
+
+
+def test_exports_follow_network_overrides(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Weights of a run trained with other network_def settings export with the same --set, and only so."""
+    narrow = {"network_def#channels": [8, 16, 32, 64, 128]}
+    bundle = Bundle.find("breast_us_seg_2d")
+    torch.manual_seed(0)
+    net = create_workflow(bundle, "inference", narrow).parser.get_parsed_content("network_def").eval()
+    weights = tmp_path / "narrow.pt"
+    torch.save(net.state_dict(), weights)
+    base = ["export", "--bundle", "breast_us_seg_2d", "--weights", str(weights), "--format", "torchscript"]
+    assert main([*base, "--out", str(tmp_path / "plain.ts")]) == 2
+    assert "layer(s) with other shapes" in capsys.readouterr().err and not (tmp_path / "plain.ts").exists()
+    assert main([*base, "--out", str(tmp_path / "narrow.ts"), *set_flags(narrow)]) == 0
+    x = torch.rand(1, 1, 64, 48, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(torch.jit.load(str(tmp_path / "narrow.ts"))(x), net(x), atol=1e-5)

@@ -306,6 +306,35 @@ def test_mammo_dicom_seg_round_trips(mammo_run: dict) -> None:
         assert 0.2 < normal.mean() < 0.9  # a breast outline, not the whole image or nothing
 
 
+def test_mammo_masks_follow_the_image_when_it_is_mirrored(mammo_run: dict, tmp_path: Path) -> None:
+    """A right view and its mirror image tagged as a left view reach the network as the same
+    chest-wall-left image, so the masks must be mirror images of each other on the input grids
+    (the bundle's breast flip is undone by Invertd)."""
+    from pydicom.uid import generate_uid
+
+    right = next(p for p in mammo_run["images"] if "_R_CC" in p.name)
+    ds = pydicom.dcmread(right)
+    assert list(ds.PatientOrientation) == ["P", "L"]  # shown with the chest wall on the right
+    mirrored = pydicom.dcmread(right)
+    mirrored.PixelData = np.ascontiguousarray(np.fliplr(ds.pixel_array)).tobytes()
+    mirrored.PatientOrientation, mirrored.ImageLaterality = ["A", "R"], "L"
+    mirrored.SOPInstanceUID = mirrored.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    data = tmp_path / "mg"
+    data.mkdir()
+    shutil.copy(right, data / right.name)
+    mirrored.save_as(data / "mirrored.dcm")
+    out = tmp_path / "pred"
+    status = main([
+        "predict", "--bundle", "mammo_seg_2d", "--weights", str(mammo_run["weights"]), "--input", str(data),
+        "--output", str(out), "--device", "cpu", "--no-progress", *set_flags(OVERRIDES["mammo_seg_2d"]),
+    ])  # fmt: skip
+    assert status == 0
+    mask = np.asarray(Image.open(out / f"{right.stem}_seg.png"))
+    mask_mirrored = np.asarray(Image.open(out / "mirrored_seg.png"))
+    assert (mask != np.fliplr(mask)).mean() > 0.01  # not left-right symmetric: the check means something
+    np.testing.assert_array_equal(mask_mirrored, np.fliplr(mask))
+
+
 def test_a_dicom_without_pixel_data_is_reported(mammo_run: dict, tmp_path: Path) -> None:
     data = tmp_path / "mg"
     data.mkdir()
@@ -379,6 +408,33 @@ def test_mri_masks_keep_the_input_affine_and_shape(mri_run: dict) -> None:
     np.testing.assert_array_equal(masks["dicom_0001"], masks["breast_0001"])
     np.testing.assert_array_equal(masks["fourd"], masks["breast_0002"])
     assert {r["case"] for r in read_csv(out / "predictions.csv")} == set(expected)
+
+
+def test_mri_masks_follow_the_voxel_order_of_the_input(mri_run: dict, tmp_path: Path) -> None:
+    """The same volume stored with its x axis reversed (affine adjusted: same world positions)
+    must give the mask with its x axis reversed, and keep its own affine."""
+    import nibabel as nib
+
+    data = tmp_path / "flipped"
+    data.mkdir()
+    for c in (0, 1):
+        img = nib.load(mri_run["data"] / "imagesTr" / f"breast_0001_000{c}.nii.gz")
+        flip = np.eye(4)
+        flip[0, 0], flip[0, 3] = -1.0, img.shape[0] - 1
+        nib.save(
+            nib.Nifti1Image(np.asarray(img.dataobj)[::-1], img.affine @ flip), data / f"flipped_000{c}.nii.gz"
+        )
+    out = tmp_path / "pred"
+    status = main([
+        "predict", "--bundle", "breast_mri_seg_3d", "--weights", str(mri_run["weights"]), "--input", str(data),
+        "--output", str(out), "--device", "cpu", "--no-progress", *set_flags(OVERRIDES["breast_mri_seg_3d"]),
+    ])  # fmt: skip
+    assert status == 0
+    original = np.asarray(nib.load(mri_run["out"] / "breast_0001_seg.nii.gz").dataobj)
+    flipped = nib.load(out / "flipped_seg.nii.gz")
+    np.testing.assert_allclose(flipped.affine, nib.load(data / "flipped_0000.nii.gz").affine, atol=1e-5)
+    assert (original != original[::-1]).mean() > 0.01
+    np.testing.assert_array_equal(np.asarray(flipped.dataobj), original[::-1])
 
 
 def test_mri_dicom_seg_references_the_pre_contrast_series(mri_run: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sum_monai.cli._common import add_bundle_arg, print_table
+from sum_monai.cli._common import add_bundle_arg, parse_overrides, print_table
 
 EPILOG = """\
 The weights are checked first (tensors only, loaded with torch.load(weights_only=True); keys and
@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="checkpoint (state dict); default: the bundle's models/model.pt")
     p.add_argument("--format", required=True, choices=["torchscript", "onnx"], help="export format")
     p.add_argument("--out", required=True, metavar="FILE", help="file to write (model.ts / model.onnx)")
+    p.add_argument(
+        "--config", dest="config_files", action="append", default=[], metavar="FILE",
+        help="JSON file of bundle config overrides the model was trained with (network_def settings matter)",
+    )  # fmt: skip
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a bundle config value, e.g. --set 'network_def#channels=[16,32,64,128,256]' (repeatable)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -41,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
 
     bundle = Bundle.find(args.bundle)
-    result = export_checked(bundle, args.format, args.out, args.weights)
+    overrides = parse_overrides(args.overrides, args.config_files)
+    result = export_checked(bundle, args.format, args.out, args.weights, overrides)
     print_table(
         [
             ("export", str(result.path)),

@@ -83,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from sum_monai.errors import ConfigError
     from sum_monai.predict.runner import predict
 
-    if not getattr(args, "verbose", False):  # library chatter (highdicom module copies, ONNX graph passes) hides the progress bar
+    # library chatter (highdicom module copies, ONNX graph passes) would hide the progress bar
+    if not getattr(args, "verbose", False):
         for name in ("highdicom", "onnx_ir", "onnxscript"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if args.model and args.backend == "torch":

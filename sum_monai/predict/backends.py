@@ -13,6 +13,7 @@ bundle's in every case:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +82,7 @@ def load_backend(
     work_dir: Path,
     device: Any,
     model_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> torch.nn.Module:
     """The network to predict with.
 
@@ -93,6 +95,7 @@ def load_backend(
         work_dir: where exports are written when ``model_file`` is not given.
         device: torch device for ``torch`` / ``torchscript`` (ONNX Runtime runs on the CPU).
         model_file: an existing ``model.ts`` / ``.onnx`` to use instead of exporting.
+        overrides: the run's config overrides; those of ``network_def`` shape the export.
 
     Raises:
         ConfigError: unknown backend, unreadable model file.
@@ -106,7 +109,7 @@ def load_backend(
         if path is None:
             from sum_monai.bundle.export import export_torchscript
 
-            path = export_torchscript(bundle, weights_file, work_dir / "model.ts")
+            path = export_torchscript(bundle, weights_file, work_dir / "model.ts", overrides)
         try:
             return torch.jit.load(str(path), map_location=device).eval()
         except Exception as err:
@@ -119,7 +122,11 @@ def load_backend(
             from sum_monai.bundle.export import export_onnx
 
             path = export_onnx(
-                bundle, weights_file, work_dir / "model.onnx", input_shape=export_input_shape(bundle)
+                bundle,
+                weights_file,
+                work_dir / "model.onnx",
+                input_shape=export_input_shape(bundle),
+                overrides=overrides,
             )
         return OnnxRuntimeNetwork(path)
     raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")

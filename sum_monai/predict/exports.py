@@ -13,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sum_monai.bundle.locate import Bundle
 from sum_monai.errors import ConfigError
@@ -40,7 +42,11 @@ class ExportResult:
 
 
 def export_checked(
-    bundle: Bundle, fmt: str, out: str | Path, weights: str | Path | None = None
+    bundle: Bundle,
+    fmt: str,
+    out: str | Path,
+    weights: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ExportResult:
     """Export ``weights`` of ``bundle`` to ``fmt`` at ``out`` after checking them; verify the export.
 
@@ -49,6 +55,8 @@ def export_checked(
         fmt: ``torchscript`` or ``onnx``.
         out: the file to write.
         weights: checkpoint; default the bundle's ``models/model.pt``.
+        overrides: config overrides the model was trained with (those of ``network_def`` shape
+            the network; a packaged trained bundle already carries them in its configs).
 
     Raises:
         ConfigError: bad weights (missing, pickled objects, wrong shapes), unknown format, or an
@@ -63,7 +71,7 @@ def export_checked(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; one of {', '.join(FORMATS)}")
     weights_path = Path(weights) if weights is not None else default_checkpoint(bundle)
-    network = network_from_bundle(bundle).eval()
+    network = network_from_bundle(bundle, overrides).eval()
     state = load_checked_state_dict(bundle, weights_path, network=network)
     network.load_state_dict(state)
     out = Path(out)
@@ -75,10 +83,10 @@ def export_checked(
         torch.save(state, bare)  # ckpt_export / onnx_export read a bare state dict
         exported = Path(tmp) / out.name
         if fmt == "torchscript":
-            export_torchscript(bundle, bare, exported)
+            export_torchscript(bundle, bare, exported, overrides)
             model = torch.jit.load(str(exported), map_location="cpu").eval()
         else:
-            export_onnx(bundle, bare, exported, input_shape=trace_shape)
+            export_onnx(bundle, bare, exported, input_shape=trace_shape, overrides=overrides)
             model = OnnxRuntimeNetwork(exported)
         x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():

@@ -200,7 +200,14 @@ class Predictor:
                     torch.save(state, weights_file)
             self.weights_sha256 = _sha256(self.weights)
             self.network = load_backend(
-                backend, bundle, network, weights_file, self.scratch / "export", self.device, model_file
+                backend,
+                bundle,
+                network,
+                weights_file,
+                self.scratch / "export",
+                self.device,
+                model_file,
+                overrides,
             )
         except BaseException:
             self.close()
