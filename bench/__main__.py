@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     set_threads(args.threads)
+    if args.quick:
+        args.workdir = args.workdir / "quick"  # smoke runs never replace the cached full-size weights
     command = "python -m bench " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:])
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,7 +111,7 @@ def fixed_batch(run: Run, batch: int) -> Run:
     return call
 
 
-def _openvino_model(path: str | Path, shape: Sequence[int]):  # -> openvino.Model
+def _openvino_model(path: str | Path, shape: Sequence[int]) -> Any:  # openvino.Model
     import openvino as ov
 
     model = ov.Core().read_model(str(path))
@@ -118,7 +119,7 @@ def _openvino_model(path: str | Path, shape: Sequence[int]):  # -> openvino.Mode
     return model
 
 
-def _compile_openvino(model, threads: int, precision: str, shape: Sequence[int]) -> Run:
+def _compile_openvino(model: Any, threads: int, precision: str, shape: Sequence[int]) -> Run:
     import openvino as ov
 
     compiled = ov.Core().compile_model(
@@ -146,15 +147,19 @@ def openvino(path: str | Path, threads: int, shape: Sequence[int], precision: st
 
 
 def openvino_int8(
-    path: str | Path, threads: int, shape: Sequence[int], calibration: Sequence[np.ndarray]
+    path: str | Path, threads: int, shape: Sequence[int], calibration: Sequence[np.ndarray], rest: str = "f32"
 ) -> Backend:
     """OpenVINO INT8: NNCF post-training quantisation of the ONNX model on ``calibration`` batches.
+
+    NNCF leaves some layers in floating point (transposed convolutions, the output layers);
+    ``rest`` is the precision those run in (``f32`` or ``bf16``).
 
     Args:
         path: the ONNX file.
         threads: inference threads.
         shape: static input shape (the calibration batches are padded to it).
         calibration: a few preprocessed input batches (not the evaluation images).
+        rest: inference precision of the layers left unquantised.
     """
     import nncf
 
@@ -162,5 +167,43 @@ def openvino_int8(
     batches = [pad_batch(np.ascontiguousarray(c, dtype=np.float32), int(shape[0])) for c in calibration]
     samples = sum(len(c) for c in calibration)
     quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
-    run = _compile_openvino(quantized, threads, "f32", shape)
-    return Backend("OpenVINO INT8 (NNCF PTQ)", run, note=f"calibrated on {samples} inputs")
+    run = _compile_openvino(quantized, threads, rest, shape)
+    name = "OpenVINO INT8 (NNCF PTQ" + (", rest BF16)" if rest == "bf16" else ")")
+    return Backend(name, run, note=f"calibrated on {samples} inputs")
+
+
+def onnxruntime_int8(
+    path: str | Path, threads: int, calibration: Sequence[np.ndarray], work: str | Path
+) -> Backend:
+    """ONNX Runtime INT8: its own static QDQ quantisation (u8 activations, s8 per-channel weights).
+
+    Args:
+        path: the ONNX file.
+        threads: intra-op threads.
+        calibration: a few preprocessed input batches (not the evaluation images).
+        work: folder for the pre-processed and quantised ONNX files.
+    """
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    prep, out = work / "model_prep.onnx", work / "model_int8.onnx"
+    quant_pre_process(str(path), str(prep), skip_symbolic_shape=True)
+    name_in = ort.InferenceSession(str(prep), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{name_in: np.ascontiguousarray(c, dtype=np.float32)} for c in calibration])
+
+        def get_next(self) -> dict | None:
+            return next(self.items, None)
+
+    quantize_static(
+        str(prep), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+    )  # fmt: skip
+    backend = onnxruntime(out, threads, "all")
+    samples = sum(len(c) for c in calibration)
+    return Backend("ONNX Runtime INT8 (static QDQ)", backend.run, note=f"calibrated on {samples} inputs")

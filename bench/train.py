@@ -62,8 +62,24 @@ def _overrides(datalist: str, out: str, epochs: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def bundle_loop(datalist: str, threads: int, epochs: int) -> dict:
-    """Run the bundle's trainer with Ignite timers; per-epoch data / compute / wall seconds."""
+#: The bundle's loader swapped for a plain DataLoader: no background prefetch thread, which on 2
+#: cores competes with the training threads (an extra row, to show what the thread costs or buys).
+PLAIN_LOADER = {
+    "train#dataloader": {
+        "_target_": "DataLoader", "dataset": "@train#dataset", "batch_size": "@batch_size", "shuffle": True, "num_workers": 0,
+    }
+}  # fmt: skip
+
+
+def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = False) -> dict:
+    """Run the bundle's trainer with Ignite timers; per-epoch data / compute / wall seconds.
+
+    Args:
+        datalist: datalist JSON (its ``training`` split is used).
+        threads: torch intra-op threads.
+        epochs: epochs to run.
+        plain_loader: replace the bundle's ``ThreadDataLoader`` by a plain ``DataLoader``.
+    """
     from ignite.engine import Events
     from ignite.handlers import Timer
 
@@ -75,7 +91,8 @@ def bundle_loop(datalist: str, threads: int, epochs: int) -> dict:
     rss_start = _peak_rss_mb()
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        wf = create_workflow(Bundle.find(BUNDLE), "train", _overrides(datalist, out, epochs))
+        overrides = _overrides(datalist, out, epochs) | (PLAIN_LOADER if plain_loader else {})
+        wf = create_workflow(Bundle.find(BUNDLE), "train", overrides)
         wf.initialize()
         trainer = wf.parser.get_parsed_content("train#trainer")  # builds the CacheDataset (fills the cache)
         setup = time.perf_counter() - start
@@ -223,9 +240,13 @@ def run(s: Settings) -> dict:
     datalist = str(prepare_datalist(data, out, seed=0).resolve())
     results = {}
     ctx = multiprocessing.get_context("spawn")
-    for name, fn in (("bundle", bundle_loop), ("naive", naive_loop)):
+    loops = {
+        "bundle": (bundle_loop, False), "bundle_plain_loader": (bundle_loop, True), "naive": (naive_loop, None)
+    }  # fmt: skip
+    for name, (fn, plain) in loops.items():
+        args = (datalist, s.threads, s.epochs) + (() if plain is None else (plain,))
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-            results[name] = pool.submit(fn, datalist, s.threads, s.epochs).result()
+            results[name] = pool.submit(fn, *args).result()
     return {"results": results, "epochs": s.epochs, "cases": s.cases}
 
 
@@ -248,12 +269,14 @@ def summary(res: dict) -> dict:
 def render(machine: Machine, out: dict, command: str) -> str:
     """Markdown section of the training benchmark with the verdict against the 10 % data-share target."""
     b, n = summary(out["results"]["bundle"]), summary(out["results"]["naive"])
+    p = summary(out["results"]["bundle_plain_loader"])
     headers = ["loop", "data s/iter", "compute s/iter", "data share", "samples/s", "epoch s", "first epoch s",
                "setup s", "peak RSS MB"]  # fmt: skip
     rows = [
         [label, fmt(r["data_it"], 3), fmt(r["compute_it"], 3), f"{100 * r['share']:.1f} %", fmt(r["sps"]),
          fmt(r["epoch_s"]), fmt(r["first_epoch_s"]), fmt(r["setup"]), fmt(r["peak_rss"], 0)]
         for label, r in (("bundle trainer (CacheDataset + ThreadDataLoader)", b),
+                         ("bundle trainer, plain DataLoader (no prefetch thread)", p),
                          ("naive (plain Dataset, PIL every epoch, DataLoader)", n))
     ]  # fmt: skip
     met = "met" if b["share"] <= TARGET_DATA_SHARE else "not met"

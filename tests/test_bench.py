@@ -179,3 +179,16 @@ def test_naive_dataset_reads_pngs_like_the_bundle_loader(tmp_path) -> None:
         assert tuple(ours["image"].shape) == (1, 64, 48)  # (C, W, H) as MONAI's PILReader
         np.testing.assert_array_equal(ours["image"].numpy(), np.asarray(bundle["image"]))
         np.testing.assert_array_equal(ours["label"].numpy(), np.asarray(bundle["label"]))
+
+
+def test_onnxruntime_int8_quantisation_keeps_the_tiny_unet_close(tiny_unet_files: tuple, tmp_path) -> None:
+    net, _, onnx = tiny_unet_files
+    rng = np.random.default_rng(3)
+    calib = [rng.random((4, 1, 32, 32), dtype=np.float32) for _ in range(2)]
+    backend = bk.onnxruntime_int8(onnx, threads=1, calibration=calib, work=tmp_path)
+    x = rng.random((4, 1, 32, 32), dtype=np.float32)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)).numpy()
+    got = backend.run(x)
+    assert (tmp_path / "model_int8.onnx").is_file() and backend.note == "calibrated on 8 inputs"
+    assert np.abs(got - expected).max() < 0.1 * np.ptp(expected)
