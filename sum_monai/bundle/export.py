@@ -45,7 +45,9 @@ def bake_overrides(config_file: Path, overrides: Mapping[str, Any]) -> None:
     if config_file.name == "metadata.json":
         updates = {k[len("_meta_#") :]: v for k, v in overrides.items() if k.startswith("_meta_#")}
         # the declared network shape follows the size the bundle was trained at
-        size = overrides.get("image_size") or overrides.get("roi_size")
+        size = overrides.get("pad_size") or overrides.get("image_size") or overrides.get("roi_size")
+        if isinstance(size, str):  # an expression such as "$[@image_size, @image_size]"
+            size = overrides.get("image_size")
         for io in ("inputs#image", "outputs#pred"):
             key = f"network_data_format#{io}#spatial_shape"
             shape = parser.get(key)

@@ -176,12 +176,19 @@ def evaluate(
     groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
     preds = _prediction_files(out / "predictions")
     fp_images, normal_cases = 0, 0
+    case_files: dict[str, dict[str, Any]] = {}
     for c, image in zip(cases, images, strict=True):
         cid = c.get("case_id", "")
         row = per_case.setdefault(cid, {})
         if c.get("class"):
             row["class"] = c["class"]
         pred_path = preds.get(str(Path(os.path.relpath(os.path.dirname(image), root)) / _stem(image)))
+        case_files[cid] = {
+            "image": image,
+            "label": absolute_paths(c, base).get("label"),
+            "prediction": str(pred_path) if pred_path else None,
+            "class": c.get("class"),
+        }
         if pred_path is None:
             continue
         pred_any = bool(_load_array(pred_path).any())
@@ -193,6 +200,8 @@ def evaluate(
     if normal_cases:
         summary["normal_images"] = {"n": normal_cases, "share_with_predicted_lesion": fp_images / normal_cases}
     per_case_csv = write_per_case_csv(per_case, out / "per_case.csv")
+    # local index of the files of each case (file names may identify patients: never logged)
+    write_json(case_files, out / "cases.json")
     summary_json = write_json(
         {"bundle": bundle.name, "bundle_version": bundle.version, "split": split, "weights": str(weights), "summary": summary},
         out / "summary.json",
