@@ -156,9 +156,10 @@ def package_bundle(
         if torchscript:
             shutil.copy2(torchscript, tmp / "models" / "model.ts")
         recipe = recipe_overrides(overrides)
-        if recipe:
-            for config_file in sorted((tmp / "configs").glob("*.json")):
-                bake_overrides(config_file, recipe)
+        if recipe:  # evaluate.json / multi_gpu_train.json only patch train.json: nothing to bake there
+            for name in ("train.json", "inference.json", "metadata.json"):
+                if (tmp / "configs" / name).is_file():
+                    bake_overrides(tmp / "configs" / name, recipe)
         if eval_metrics is not None:
             meta_path = tmp / "configs" / "metadata.json"
             meta = json.loads(meta_path.read_text())

@@ -44,14 +44,14 @@ class DemoResult:
     table: str = ""
 
 
-def torchscript_matches(bundle: Bundle, model_pt: Path, model_ts: Path, shape: list[int]) -> float:
-    """Max absolute difference between the checkpoint in eager PyTorch and the TorchScript export."""
+def torchscript_matches(bundle: Bundle, model_ts: Path, shape: list[int]) -> float:
+    """Max absolute difference between a trained bundle's checkpoint (eager) and its TorchScript export."""
     import torch
 
-    from sum_monai.bundle.run import create_workflow
+    from sum_monai.bundle.weights import load_checked_state_dict, network_from_bundle
 
-    net = create_workflow(bundle, "inference").parser.get_parsed_content("network_def")
-    net.load_state_dict(torch.load(model_pt, map_location="cpu", weights_only=True))
+    net = network_from_bundle(bundle)
+    net.load_state_dict(load_checked_state_dict(bundle, network=net))
     net.eval()
     scripted = torch.jit.load(str(model_ts), map_location="cpu").eval()
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
@@ -110,7 +110,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     size = int(recipe["image_size"])
-    diff = torchscript_matches(bundle, trained.model_pt, trained.model_ts, [1, 1, size, size])
+    diff = torchscript_matches(Bundle(trained.trained_bundle), trained.model_ts, [1, 1, size, size])
     timings["export check"] = time.perf_counter() - t0
 
     overall = evaluated.summary.get("all", {})

@@ -126,6 +126,10 @@ def evaluate(
     weights = Path(weights)
     if not weights.is_file():
         raise ConfigError(f"{weights}: no trained weights (train first, or pass --weights / --run)")
+    from sum_monai.bundle.weights import load_checked_state_dict
+
+    # tensors only, and shaped for this bundle's network (with the run's overrides), or a clear error
+    load_checked_state_dict(bundle, weights, overrides={**(record.overrides if record else {}), **(overrides or {})})
     if data is None:
         if record is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")

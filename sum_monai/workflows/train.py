@@ -115,6 +115,9 @@ def train(
         record = RunRecord.load(run_dir)
         if not (run_dir / "models" / "last.pt").is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
+        from sum_monai.bundle.weights import load_weights_only
+
+        load_weights_only(run_dir / "models" / "last.pt")  # tensors only, or a clear error
         run_overrides = dict(record.overrides)
         uri = record.tracking_uri
     else:
