@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def train(
         }
         record = RunRecord(
             bundle=str(bundle.root), bundle_version=bundle.version, datalist=str(datalist),
-            run_name=f"train-{run_dir.name}", tracking_uri=uri,
+            run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=uri,
         )  # fmt: skip
     run_overrides.update(overrides or {})
     if epochs is not None:
