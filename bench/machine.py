@@ -101,6 +101,7 @@ class Machine:
     versions: dict[str, str]
     load_before: tuple[float, float, float]
     peaks: dict[str, float] = field(default_factory=dict)
+    load_after: tuple[float, float, float] | None = None
 
     def header(self) -> str:
         """Markdown lines describing the machine (quoted above every table)."""
@@ -108,14 +109,18 @@ class Machine:
         libs = ", ".join(f"{k} {v[k]}" for k in ("python", *PACKAGES) if k in v)
         peaks = ", ".join(f"{k} {g:.0f} GFLOP/s" for k, g in self.peaks.items())
         load = " / ".join(f"{x:.2f}" for x in self.load_before)
+        if self.load_after is not None:
+            load += "; after: " + " / ".join(f"{x:.2f}" for x in self.load_after)
         lines = [
             f"- CPU: {self.cpu}, {self.cores} cores, flags {' '.join(self.flags) or '-'}; threads used: {self.threads}",
             f"- libraries: {libs}",
-            f"- load average before the run (1/5/15 min): {load}",
+            f"- load average before the run (1/5/15 min): {load} ({self.cores} cores: above {self.cores} "
+            "means other processes shared the CPU)",
         ]
         if peaks:
             lines.append(
-                f"- matmul peak measured in this run ({self.threads} threads, 4096², best of 5): {peaks}"
+                f"- matmul peak measured in this run ({self.threads} threads, 4096x4096, best of 5 before and 5 after "
+                f"the models; fp32 also once per timing round between them): {peaks}"
             )
         return "\n".join(lines)
 

@@ -40,3 +40,20 @@ def time_call(fn: Callable[[], object], warmup: int = 2, repeats: int = 7) -> Ti
         fn()
         times.append(time.perf_counter() - start)
     return Timing(tuple(times))
+
+
+def time_round_robin(
+    fns: dict[str, Callable[[], object]], warmup: int = 2, repeats: int = 7
+) -> dict[str, Timing]:
+    """Time several calls in turns (one call of each per round), so that a load change on a shared
+    machine hits them all alike; returns each call's :class:`Timing`."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: Timing(tuple(t)) for name, t in times.items()}

@@ -51,6 +51,12 @@ class Settings:
         return 16 if self.quick else 64
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all threads): less sensitive to other load than wall time."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # kB on Linux
 
@@ -112,12 +118,15 @@ def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = F
         # Timer.reset() leaves a timer running: hold both until their first resume event
         trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: (data.pause(), compute.pause()))
         epochs_out: list[dict] = []
-        began: list[float] = []
-        trainer.add_event_handler(Events.EPOCH_STARTED, lambda _: began.append(time.perf_counter()))
+        began: list[tuple[float, float]] = []
+        trainer.add_event_handler(
+            Events.EPOCH_STARTED, lambda _: began.append((time.perf_counter(), _cpu_seconds()))
+        )
 
         def record(engine: Any) -> None:
             epochs_out.append({
-                "data": data.value(), "compute": compute.value(), "wall": time.perf_counter() - began[-1],
+                "data": data.value(), "compute": compute.value(), "wall": time.perf_counter() - began[-1][0],
+                "cpu": _cpu_seconds() - began[-1][1],
                 "iterations": engine.state.epoch_length, "samples": len(engine.data_loader.dataset),
             })  # fmt: skip
 
@@ -200,7 +209,7 @@ def naive_loop(datalist: str, threads: int, epochs: int) -> dict:
         for _ in range(epochs):
             net.train()
             data_s = compute_s = 0.0
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), _cpu_seconds()
             batches = iter(loader)
             iterations = 0
             while True:
@@ -217,7 +226,7 @@ def naive_loop(datalist: str, threads: int, epochs: int) -> dict:
                 compute_s += time.perf_counter() - t1
                 iterations += 1
             epochs_out.append({
-                "data": data_s, "compute": compute_s, "wall": time.perf_counter() - began,
+                "data": data_s, "compute": compute_s, "wall": time.perf_counter() - began, "cpu": _cpu_seconds() - cpu,
                 "iterations": iterations, "samples": len(items),
             })  # fmt: skip
     return {
@@ -257,9 +266,10 @@ def summary(res: dict) -> dict:
     data_it = statistics.median(d for d, _ in per_it)
     compute_it = statistics.median(c for _, c in per_it)
     sps = statistics.median(e["samples"] / e["wall"] for e in steady)
+    cpu_per_sample = statistics.median(e["cpu"] / e["samples"] for e in steady)
     first = res["epochs"][0]
     return {
-        "data_it": data_it, "compute_it": compute_it, "share": data_it / (data_it + compute_it), "sps": sps,
+        "data_it": data_it, "compute_it": compute_it, "share": data_it / (data_it + compute_it), "sps": sps, "cpu_per_sample": cpu_per_sample,
         "epoch_s": statistics.median(e["wall"] for e in steady), "first_epoch_s": first["wall"],
         "iterations": first["iterations"], "samples": first["samples"], "setup": res["setup"],
         "peak_rss": res["peak_rss"], "rss_start": res["rss_start"],
@@ -270,10 +280,10 @@ def render(machine: Machine, out: dict, command: str) -> str:
     """Markdown section of the training benchmark with the verdict against the 10 % data-share target."""
     b, n = summary(out["results"]["bundle"]), summary(out["results"]["naive"])
     p = summary(out["results"]["bundle_plain_loader"])
-    headers = ["loop", "data s/iter", "compute s/iter", "data share", "samples/s", "epoch s", "first epoch s",
+    headers = ["loop", "data s/iter", "compute s/iter", "data share", "samples/s", "CPU s/sample", "epoch s", "first epoch s",
                "setup s", "peak RSS MB"]  # fmt: skip
     rows = [
-        [label, fmt(r["data_it"], 3), fmt(r["compute_it"], 3), f"{100 * r['share']:.1f} %", fmt(r["sps"]),
+        [label, fmt(r["data_it"], 3), fmt(r["compute_it"], 3), f"{100 * r['share']:.1f} %", fmt(r["sps"]), fmt(r["cpu_per_sample"], 2),
          fmt(r["epoch_s"]), fmt(r["first_epoch_s"]), fmt(r["setup"]), fmt(r["peak_rss"], 0)]
         for label, r in (("bundle trainer (CacheDataset + ThreadDataLoader)", b),
                          ("bundle trainer, plain DataLoader (no prefetch thread)", p),
@@ -284,7 +294,9 @@ def render(machine: Machine, out: dict, command: str) -> str:
         "## Training (breast_us_seg_2d, 256x256, batch 8)", "", f"Command: `{command}`", "", machine.header(), "",
         f"{out['cases']} ultrasound phantom cases ({b['samples']} in the training split, {b['iterations']} "
         f"iterations per epoch), {out['epochs']} epochs per loop, validation off; medians over epochs 2-{out['epochs']} "
-        "(epoch 1 is warm-up and shown apart). 'setup' is config parsing plus, for the bundle, filling the cache. "
+        "(epoch 1 is warm-up and shown apart). 'CPU s/sample' is the process's user + system CPU time (all threads) "
+        "per sample: less sensitive to other processes on a shared machine than wall time. 'setup' is config "
+        "parsing plus, for the bundle, filling the cache. "
         "Peak RSS is each loop's own process (`ru_maxrss`); a bare process with torch and MONAI imported "
         f"already holds about {b['rss_start']:.0f} MB.",
         "",
