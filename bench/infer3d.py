@@ -23,7 +23,7 @@ from bench import backends as bk
 from bench.flops import count_flops
 from bench.infer2d import mean_dice
 from bench.machine import Machine
-from bench.models import datalist_items, network, phantoms, trained_weights
+from bench.models import network, phantoms, trained_weights
 from bench.report import fmt, table
 from sum_monai.bundle.export import export_onnx, export_torchscript
 from sum_monai.bundle.locate import Bundle
@@ -112,7 +112,10 @@ def volume(bundle: Bundle, workdir: Path) -> tuple[np.ndarray, np.ndarray]:
         spacing=(1.0, 1.0, 2.0),
         format="nifti",
     )
-    item = datalist_items(folder, workdir / BUNDLE / "eval_datalist")[0]
+    # one case in the Decathlon layout: imagesTr/<case>_0000 (pre), _0001 (post), labelsTr/<case>
+    label_path = sorted((folder / "labelsTr").glob("*.nii.gz"))[0]
+    case = label_path.name[: -len(".nii.gz")]
+    item = {"image": [str(folder / "imagesTr" / f"{case}_000{c}.nii.gz") for c in (0, 1)], "label": str(label_path)}
     pre = create_workflow(bundle, "inference").parser.get_parsed_content("preprocessing")
     image = pre({"image": item["image"]})["image"]
     # the label on the same grid: nearest-neighbour through the same orientation / spacing
