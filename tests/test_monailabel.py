@@ -1,14 +1,19 @@
 """Serving bundles through a real MONAI Label server, offline (sum_monai.deploy.monailabel).
 
 The fast tests check the bundle checks and the command line without a server. The slow ones
-(``make test-slow``) create or reuse the MONAI Label venv (``sum-monai monailabel setup``; ~4 min
-the first time), serve the two smoke bundles of :mod:`monailabel_smoke` from one app on 127.0.0.1
-and check what comes back against the bundles' own prediction computed here with MONAI.
+(``make test-slow``) create or reuse the MONAI Label venv (``sum-monai monailabel setup``, or the
+venv named by ``$SUM_MONAI_MONAILABEL_VENV``; ~4 min the first time) and start servers on 127.0.0.1:
+
+- the two smoke bundles of :mod:`monailabel_smoke` from one app, checked against the bundles' own
+  prediction computed here with MONAI, and trained through ``POST /train``;
+- the real bundles of ``bundles/``, trained briefly on phantoms and packaged by
+  ``sum_monai.workflows.train``, checked against ``sum-monai predict`` on the same inputs.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +32,10 @@ from PIL import Image
 from sum_monai.cli import main
 from sum_monai.deploy import monailabel as ml
 from sum_monai.errors import ConfigError
+from sum_monai.phantoms import generate
+from sum_monai.predict.runner import predict
+from sum_monai.predict.tissue import presented_image
+from sum_monai.workflows.train import train
 
 # ----------------------------------------------------------------------------------------------
 # Fast: bundle checks and command line (no server)
@@ -296,6 +305,264 @@ def test_server_stops_cleanly(served: dict[str, Any]) -> None:
     assert server.stop() == 0
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"{server.url}/info/", timeout=5)
+
+
+@pytest.mark.slow
+def test_env_check_finds_imports_and_weights_the_venv_cannot_use(tmp_path: Path) -> None:
+    """What MONAI Label would only show as HTTP 500 (imports) or a silently random network (weights)."""
+    venv = ml.setup_env(ml.default_venv())
+    good = smoke.make_bundle_3d(tmp_path / "good")
+    pydicom3 = smoke.make_bundle_2d(tmp_path / "pydicom3")
+    script = pydicom3 / "scripts" / "smoke.py"
+    script.write_text("from pydicom.pixels import apply_voi  # pydicom 3 only\n" + script.read_text())
+    wrong = smoke.make_bundle_2d(tmp_path / "wrong")
+    torch.save(smoke.network(2, 2).state_dict(), wrong / "models" / "model.pt")  # 2 input channels, not 1
+    found = ml.env_problems([good, pydicom3, wrong], venv)
+    assert found[good] == []
+    # the 2D smoke bundle's scripts build only its network (MONAI Label would drop it from /info/)
+    assert found[pydicom3] == [
+        "network_def with models/model.pt: ModuleNotFoundError: No module named 'pydicom.pixels' "
+        "(scripts/smoke.py:1)"
+    ]
+    assert len(found[wrong]) == 1 and found[wrong][0].startswith(
+        "network_def with models/model.pt: RuntimeError"
+    )
+    assert "size mismatch" in found[wrong][0]
+    with pytest.raises(ConfigError, match=r"smoke_seg_2d: .*pydicom\.pixels"):
+        ml.check_bundles_in_env([good, pydicom3], venv)
+
+
+# ----------------------------------------------------------------------------------------------
+# Slow: the real bundles, trained briefly on phantoms, in a real server
+# ----------------------------------------------------------------------------------------------
+
+#: Short training runs (64 px images, 32 x 32 x 16 patches, narrow networks, a high learning rate)
+#: long enough for masks that are not constant, so that agreeing with ``sum-monai predict`` means
+#: something (mammography needs large lesions and 8 epochs for that). The packaged bundles carry
+#: these overrides in their configs.
+REAL_RUNS: dict[str, dict[str, Any]] = {
+    "breast_us_seg_2d": {
+        "phantoms": ("us", 16, {"size": (96, 128)}),
+        "epochs": 3,
+        "overrides": {"image_size": 64, "network_def#channels": [8, 16, 32, 64, 128], "batch_size": 4,
+                      "val_interval": 1, "learning_rate": 0.01},
+    },
+    "breast_mri_seg_3d": {
+        "phantoms": ("mri", 4, {"size": (64, 48, 24), "format": "nifti"}),
+        "epochs": 2,
+        "overrides": {"roi_size": [32, 32, 16], "pixdim": [2.0, 2.0, 4.0], "network_def#channels": [8, 16, 32, 64],
+                      "val_interval": 1, "num_samples": 1, "learning_rate": 0.01},
+    },
+    "mammo_seg_2d": {
+        "phantoms": ("mammo", 8, {"size": (192, 128), "lesion_size": (0.15, 0.25)}),
+        "epochs": 8,
+        "overrides": {"image_size": 64, "network_def#features": [16, 16, 32, 64, 128, 16], "batch_size": 2,
+                      "val_interval": 1, "learning_rate": 0.01},
+    },
+}  # fmt: skip
+def write_real_inputs(phantoms: dict[str, Path], out: Path) -> dict[str, Path]:
+    """One input per served format: ultrasound PNG, MRI 4D NIfTI, mammogram as PNG and as DICOM.
+
+    - ``us.png``: a malignant phantom (128 x 96, not square, so swapped axes would show).
+    - ``mri.nii.gz``: the two DCE phases of ``breast_0001`` (nnU-Net ``_0000`` / ``_0001`` files)
+      stacked on a 4th axis with their affine, because ``/infer`` takes one file.
+    - ``mammo.dcm``: the first phantom DICOM MG with a lesion; ``mammo.png``: the same image as presented (modality and
+      VOI LUT), scaled to 8 bits: what a PNG export of a mammogram looks like.
+    """
+    out.mkdir(parents=True)
+    shutil.copy(sorted((phantoms["us"] / "malignant").glob("malignant (*).png"))[0], out / "us.png")
+    pre, post = (nib.load(phantoms["mri"] / "imagesTr" / f"breast_0001_{c:04d}.nii.gz") for c in (0, 1))
+    volume = np.stack([np.asarray(pre.dataobj), np.asarray(post.dataobj)], axis=-1)
+    nib.save(nib.Nifti1Image(volume, pre.affine), out / "mri.nii.gz")
+    import pydicom
+
+    dicom = next(  # the first image with a lesion
+        d
+        for d in sorted((phantoms["mammo"] / "images").glob("*.dcm"))
+        if read_mask(phantoms["mammo"] / "masks" / f"{d.stem}_mask.png").any()
+    )
+    shutil.copy(dicom, out / "mammo.dcm")
+    shown = presented_image(pydicom.dcmread(dicom))
+    scaled = 255 * (shown - shown.min()) / max(float(shown.max() - shown.min()), 1e-6)
+    Image.fromarray(scaled.round().astype(np.uint8), mode="L").save(out / "mammo.png")
+    return {
+        "us": out / "us.png",
+        "mri": out / "mri.nii.gz",
+        "mammo_png": out / "mammo.png",
+        "mammo_dcm": out / "mammo.dcm",
+    }
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """A mask file as an array: PNG rows x columns, NIfTI voxels, DICOM pixel data."""
+    if path.name.endswith((".nii", ".nii.gz")):
+        return np.asarray(nib.load(path).dataobj)
+    if path.suffix == ".dcm":
+        import pydicom
+
+        return np.asarray(pydicom.dcmread(path).pixel_array)
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+@pytest.fixture(scope="module")
+def real_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The three real bundles trained briefly, predicted locally, then served from one app.
+
+    Yields the server, ``/info``, the inputs, the local predictions (``sum_monai.predict``) per
+    input, the in-venv build problems of the trained bundles as packaged, and timings.
+    """
+    timings: dict[str, float] = {}
+    results: list[str] = []
+    root = tmp_path_factory.mktemp("monailabel_real")
+    start = time.monotonic()
+    venv = ml.setup_env(ml.default_venv())
+    timings["setup_env"] = time.monotonic() - start
+    phantoms, trained = {}, {}
+    for name, run in REAL_RUNS.items():
+        modality, n, settings = run["phantoms"]
+        start = time.monotonic()
+        phantoms[modality] = root / "phantoms" / modality
+        generate(modality, n, phantoms[modality], seed=1, progress=False, **settings)
+        result = train(name, data=phantoms[modality], output=root / "runs" / name, epochs=run["epochs"],
+                       tracking_uri=f"sqlite:///{root}/mlruns.db", overrides=run["overrides"])  # fmt: skip
+        trained[name] = result.trained_bundle
+        timings[f"train_{name}"] = time.monotonic() - start
+    start = time.monotonic()
+    problems = ml.env_problems(trained.values(), venv)
+    timings["env_check"] = time.monotonic() - start
+    served_bundles = dict(trained)
+    inputs = write_real_inputs(phantoms, root / "in")
+    local: dict[str, Path] = {}
+    for key, model in (("us", "breast_us_seg_2d"), ("mri", "breast_mri_seg_3d"), ("mammo_png", "mammo_seg_2d"),
+                       ("mammo_dcm", "mammo_seg_2d")):  # fmt: skip
+        start = time.monotonic()
+        report = predict(trained[model], inputs[key], root / "predict" / key, progress=False)
+        timings[f"predict_{key}"] = time.monotonic() - start
+        assert report.exit_status == 0, report.failed
+        local[key] = next(
+            p for p in (root / "predict" / key).iterdir() if "_seg." in p.name and p.suffix != ".dcm"
+        )
+    app = ml.prepare_app(served_bundles.values(), root / "work", venv)
+    log = (root / "server.log").open("w")
+    server = ml.MonaiLabelServer(
+        venv, app, root / "studies", list(served_bundles), log=log, env={"OMP_NUM_THREADS": "1"}
+    )
+    start = time.monotonic()
+    server.start()
+    try:
+        info = server.wait_ready(timeout=300)
+        timings["server_ready"] = time.monotonic() - start
+        yield {"server": server, "info": info, "inputs": inputs, "local": local, "problems": problems,
+               "trained": trained, "root": root, "timings": timings, "results": results}  # fmt: skip
+    except ConfigError as err:
+        log.flush()
+        pytest.fail(f"{err}\n--- server log ---\n{(root / 'server.log').read_text()[-4000:]}")
+    finally:
+        server.stop()
+        log.close()
+        print("\nreal bundles in MONAI Label:\n  " + "\n  ".join(results))
+        print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+
+
+def infer_real(
+    served: dict[str, Any], model: str, key: str, params: dict[str, Any] | None = None
+) -> tuple[np.ndarray, Path]:
+    """POST the input ``key`` to /infer/{model}; return the mask array and file, and record the timing."""
+    image = served["inputs"][key]
+    start = time.monotonic()
+    with image.open("rb") as f:
+        resp = requests.post(f"{served['server'].url}/infer/{model}", params={"output": "image"},
+                             files={"file": (image.name, f)}, data={"params": json.dumps(params or {})}, timeout=600)  # fmt: skip
+    seconds = time.monotonic() - start
+    assert resp.status_code == 200, resp.text[:500]
+    ext = "".join(Path(resp.headers["content-disposition"].split("filename=")[-1].strip('"')).suffixes)
+    out = served["root"] / "served" / f"{key}_{len(list(served['root'].glob('served/*')))}{ext}"
+    out.parent.mkdir(exist_ok=True)
+    out.write_bytes(resp.content)
+    mask = read_mask(out)
+    values = dict(zip(*(v.tolist() for v in np.unique(mask, return_counts=True)), strict=True))
+    served["results"].append(f"{model} {image.name} -> {out.suffix or ext} {mask.shape} {mask.dtype} values {values} "
+                             f"in {seconds:.2f} s")  # fmt: skip
+    served["timings"][f"infer_{key}{ext}"] = seconds
+    return mask, out
+
+
+def agreement(served: dict[str, Any], key: str, mask: np.ndarray) -> float:
+    """Share of pixels where the served mask equals ``sum-monai predict``'s; recorded for the report."""
+    local = read_mask(served["local"][key])
+    assert local.shape == mask.shape
+    share = float(np.mean(local == mask))
+    served["results"].append(f"  agreement with sum-monai predict ({served['local'][key].name}): {share:.4%}")
+    return share
+
+
+@pytest.mark.slow
+def test_real_bundles_build_in_monailabel_env(real_served: dict[str, Any]) -> None:
+    found = {path.name: p for path, p in real_served["problems"].items()}
+    # mammo's scripts/mammo.py falls back to pydicom 2's pixel_data_handlers in MONAI Label's venv
+    assert found == {"breast_us_seg_2d": [], "breast_mri_seg_3d": [], "mammo_seg_2d": []}
+
+
+@pytest.mark.slow
+def test_real_info_lists_the_bundles(real_served: dict[str, Any]) -> None:
+    models = real_served["info"]["models"]
+    assert set(models) == {"breast_us_seg_2d", "breast_mri_seg_3d", "mammo_seg_2d"}
+    got = {name: (m["type"], m["dimension"], m["labels"]) for name, m in models.items()}
+    assert got == {
+        "breast_us_seg_2d": ("segmentation", 2, {"lesion": 1}),
+        "breast_mri_seg_3d": ("segmentation", 3, {"tumour": 1}),
+        "mammo_seg_2d": ("segmentation", 2, {"benign": 1, "malignant": 2}),
+    }
+    assert "sam_2d" not in models and real_served["info"]["trainers"] == {}
+    real_served["results"].append(f"GET /info/ models: {json.dumps(got)}")
+
+
+@pytest.mark.slow
+def test_real_infer_ultrasound_png(real_served: dict[str, Any]) -> None:
+    mask, out = infer_real(real_served, "breast_us_seg_2d", "us")
+    with Image.open(out) as m, Image.open(real_served["inputs"]["us"]) as im:
+        assert m.format == "PNG" and m.mode == "L" and m.size == im.size == (128, 96)
+    assert set(np.unique(mask)) == {0, 1}, "a constant mask would make the agreement below meaningless"
+    assert agreement(real_served, "us", mask) >= 0.999
+
+
+@pytest.mark.slow
+def test_real_infer_mri_4d_nifti(real_served: dict[str, Any]) -> None:
+    mask, out = infer_real(real_served, "breast_mri_seg_3d", "mri")
+    src = nib.load(real_served["inputs"]["mri"])
+    assert src.shape == (64, 48, 24, 2) and mask.shape == src.shape[:3]
+    np.testing.assert_allclose(nib.load(out).affine, src.affine, atol=1e-4)
+    np.testing.assert_allclose(nib.load(real_served["local"]["mri"]).affine, src.affine, atol=1e-4)
+    assert set(np.unique(mask)) == {0, 1}, "a constant mask would make the agreement below meaningless"
+    assert agreement(real_served, "mri", mask) >= 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("key", "params", "suffix"),
+    [
+        ("mammo_png", {}, ".png"),
+        ("mammo_dcm", {"result_extension": ".png"}, ".png"),
+        ("mammo_dcm", {}, ".dcm"),
+    ],
+    ids=["png", "dicom-to-png", "dicom-to-dicom"],
+)
+def test_real_infer_mammogram(
+    real_served: dict[str, Any], key: str, params: dict[str, Any], suffix: str
+) -> None:
+    """A mammogram as PNG export or as the DICOM itself.
+
+    Without ``result_extension`` a DICOM upload comes back as a DICOM Secondary Capture written by
+    ITK (new UIDs, no patient or study): readable, but not a DICOM SEG of the image.
+    """
+    mask, out = infer_real(real_served, "mammo_seg_2d", key, params)
+    assert out.suffix == suffix
+    assert mask.shape == (192, 128) and mask.dtype == np.uint8
+    assert set(np.unique(mask)) <= {0, 1, 2} and len(np.unique(mask)) >= 2, (
+        "values outside the labels, or constant"
+    )
+    assert agreement(real_served, key, mask) >= 0.999
 
 
 def test_smoke_helpers_are_deterministic(tmp_path: Path) -> None:

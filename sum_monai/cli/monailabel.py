@@ -18,7 +18,7 @@ Serve MONAI Bundles through MONAI Label 0.8.5 (its `monaibundle` app), offline.
 
   sum-monai monailabel setup                      # once: creates .venv-monailabel (~4 min, ~8 GB)
   sum-monai monailabel serve --bundle bundles/breast_us_seg_2d --studies data/us_studies
-  sum-monai monailabel check --bundle bundles/breast_mri_seg_3d
+  sum-monai monailabel check --bundle bundles/breast_mri_seg_3d [--in-env]
 
 The environment is .venv-monailabel beside the repository's .venv, or $SUM_MONAI_MONAILABEL_VENV,
 or --venv. See docs/monailabel.md for the REST calls and the requirements on a bundle.
@@ -48,6 +48,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "check", help="check bundles for what MONAI Label needs", description=_check.__doc__
     )
     _add_bundles(check)
+    _add_venv(check)
+    check.add_argument(
+        "--in-env",
+        action="store_true",
+        help="also build each bundle's inference config inside the MONAI Label venv (script imports, "
+        "weights against network_def); `serve` always does this",
+    )
     check.set_defaults(func=_check)
 
     serve = actions.add_parser(
@@ -106,25 +113,36 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    """Check that each bundle has what MONAI Label reads; print what it will serve."""
-    from sum_monai.deploy.monailabel import check_bundle
+    """Check that each bundle has what MONAI Label reads; print what it will serve.
+
+    With --in-env, also build each bundle's preprocessing, inferer, postprocessing and network (with
+    its weights) inside the MONAI Label venv, as the server will.
+    """
+    from sum_monai.deploy.monailabel import check_bundle, check_bundles_in_env, default_venv
 
     for bundle in args.bundle:
         info = check_bundle(bundle)
         labels = ", ".join(f"{k}={v}" for k, v in info.labels.items())
         print(f"{info.name}: {info.dimension}D, labels {labels}, weights {info.weights.name}"
               f"{', trainable' if info.trainable else ''}")  # fmt: skip
+    if args.in_env:
+        venv = args.venv or default_venv()
+        check_bundles_in_env(args.bundle, venv)
+        print(f"all {len(args.bundle)} bundle(s) build in MONAI Label's environment {venv}")
     return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
     """Copy MONAI Label's monaibundle app and the bundles into <workdir>/app and run the server until Ctrl-C."""
-    from sum_monai.deploy.monailabel import MonaiLabelServer, default_venv, prepare_app
+    from sum_monai.deploy.monailabel import MonaiLabelServer, check_bundles_in_env, default_venv, prepare_app
 
     venv = args.venv or default_venv()
     app = prepare_app(args.bundle, args.workdir, venv)
-    studies = args.studies or str(args.workdir / "studies")
     models = [Path(b).absolute().name for b in args.bundle]
+    print(f"checking {', '.join(models)} in MONAI Label's environment {venv}", flush=True)
+    # MONAI Label would list a bundle whose scripts fail to import and answer its /infer with HTTP 500
+    check_bundles_in_env([app / "model" / m for m in models], venv)
+    studies = args.studies or str(args.workdir / "studies")
     server = MonaiLabelServer(venv, app, studies, models, port=args.port, host=args.host, train=args.train)
     # SIGTERM (kill, a service manager) must stop the server too: it runs in its own session
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -69,7 +69,11 @@ from monai.data.meta_obj import get_track_meta
 from monai.transforms import Flip, InvertibleTransform, MapTransform
 from monai.utils import TraceKeys, convert_to_tensor, ensure_tuple
 from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+
+try:  # pydicom >= 3
+    from pydicom.pixels import apply_modality_lut, apply_voi, apply_windowing
+except ImportError:  # pydicom 2.x (MONAI Label 0.8.5's environment: pydicom-seg needs pydicom < 3)
+    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi, apply_windowing
 
 __all__ = [
     "MammoDicomReader",

@@ -5,7 +5,9 @@ environment. Serving takes four steps, one module each:
 
 1. :mod:`.env`: create or reuse that environment (:func:`setup_env`, :func:`check_env`).
 2. :mod:`.checks`: does a bundle have what MONAI Label reads (:func:`check_bundle`)? MONAI Label
-   itself silently drops a bundle it cannot use from ``/info/``.
+   itself silently drops a bundle it cannot use from ``/info/``. :mod:`.envcheck` then builds the
+   bundle's inference components inside the venv (:func:`check_bundles_in_env`): a script import
+   the venv cannot satisfy would otherwise only show as HTTP 500 on ``/infer``.
 3. :mod:`.app`: copy the sample app out of the venv and each bundle into ``<app>/model/<name>``,
    where the app finds it without downloading anything (:func:`prepare_app`).
 4. :mod:`.server`: start ``monailabel start_server`` on 127.0.0.1, wait until it answers, stop it
@@ -42,6 +44,7 @@ from sum_monai.deploy.monailabel.env import (
     setup_env,
     venv_python,
 )
+from sum_monai.deploy.monailabel.envcheck import check_bundles_in_env, env_problems
 from sum_monai.deploy.monailabel.server import MonaiLabelServer, free_port, server_command
 
 __all__ = [
@@ -57,9 +60,11 @@ __all__ = [
     "BundleInfo",
     "MonaiLabelServer",
     "check_bundle",
+    "check_bundles_in_env",
     "check_env",
     "clean_env",
     "default_venv",
+    "env_problems",
     "free_port",
     "prepare_app",
     "sample_app",
