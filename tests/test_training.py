@@ -227,3 +227,22 @@ def test_torchrun_ddp_with_two_cpu_processes(us_phantoms: Path, tmp_path: Path) 
     assert len(runs) == 1
     steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train_loss")]
     assert sorted(steps) == [1, 2], "only rank 0 logs"
+
+
+def test_two_processes_can_open_a_new_sqlite_store_at_once(tmp_path: Path) -> None:
+    """Two trainings started together on a fresh mlruns.db used to race in MLflow's schema migration."""
+    uri = f"sqlite:///{tmp_path}/mlruns.db"
+    code = (
+        "import sys; from sum_monai.tracking.store import ensure_experiment; "
+        "print(ensure_experiment(sys.argv[1], sys.argv[2]))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, uri, name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in ("exp_a", "exp_b")
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-2000:] for _, err in outs]
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    assert {client.get_experiment_by_name(n).experiment_id for n in ("exp_a", "exp_b")} == {
+        out.strip() for out, _ in outs
+    }

@@ -42,15 +42,37 @@ def ui_command(uri: str) -> str:
     return f"mlflow ui --backend-store-uri {uri} --port 5000"
 
 
+@contextlib.contextmanager
+def _first_use_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a SQLite store across processes.
+
+    MLflow creates and migrates a new SQLite database on first contact; two trainings started at
+    once on a fresh ``mlruns.db`` race in that migration ("duplicate column name: step").
+    """
+    if not uri.startswith("sqlite:///"):
+        yield
+        return
+    from filelock import FileLock  # a torch dependency
+
+    db = Path(uri[len("sqlite:///") :])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        yield
+
+
 def ensure_experiment(uri: str, name: str) -> str:
-    """Create the experiment ``name`` if needed (artifacts beside the SQLite file); return its id."""
+    """Create the experiment ``name`` if needed (artifacts beside the SQLite file); return its id.
+
+    Safe to call from several processes at once on a new SQLite store (see :func:`_first_use_lock`).
+    """
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location(uri))
+    with _first_use_lock(uri):
+        client = mlflow.MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        return client.create_experiment(name, artifact_location=artifact_location(uri))
 
 
 @contextlib.contextmanager
