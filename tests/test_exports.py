@@ -130,3 +130,27 @@ def test_exports_follow_network_overrides(tmp_path: Path, capsys: pytest.Capture
     x = torch.rand(1, 1, 64, 48, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert torch.allclose(torch.jit.load(str(tmp_path / "narrow.ts"))(x), net(x), atol=1e-5)
+
+
+def test_exports_follow_variables_that_shape_the_network(tmp_path: Path) -> None:
+    """``num_classes`` is a bundle variable, not a ``network_def#`` key: the 4-class tissue recipe
+    (configs/ddsm_tissue.json) must still export (it failed at the end of a real 50-epoch run)."""
+    from sum_monai.bundle.export import export_onnx, export_torchscript
+
+    tissue = {"num_classes": 4, "network_def#features": [8, 8, 16, 32, 64, 8]}
+    bundle = Bundle.find("mammo_seg_2d")
+    torch.manual_seed(0)
+    net = create_workflow(bundle, "inference", tissue).parser.get_parsed_content("network_def").eval()
+    weights = tmp_path / "tissue.pt"
+    torch.save(net.state_dict(), weights)
+    ts = export_torchscript(bundle, weights, tmp_path / "tissue.ts", tissue)
+    onnx_file = export_onnx(bundle, weights, tmp_path / "tissue.onnx", [1, 1, 64, 32], tissue)
+    x = torch.rand(1, 1, 64, 32, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = net(x)
+        assert expected.shape[1] == 4
+        assert torch.allclose(torch.jit.load(str(ts))(x), expected, atol=1e-5)
+    import onnxruntime as ort
+
+    got = ort.InferenceSession(str(onnx_file)).run(None, {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)

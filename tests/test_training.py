@@ -246,3 +246,31 @@ def test_two_processes_can_open_a_new_sqlite_store_at_once(tmp_path: Path) -> No
     assert {client.get_experiment_by_name(n).experiment_id for n in ("exp_a", "exp_b")} == {
         out.strip() for out, _ in outs
     }
+
+
+def test_resume_after_a_failure_past_the_last_epoch_completes_the_same_mlflow_run(
+    us_phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Training finished, then the export failed: --resume only completes the run (no second MLflow run)."""
+    import sum_monai.workflows.train as train_module
+
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    real_export = train_module.export_torchscript
+
+    def broken_export(*args: object, **kwargs: object) -> Path:
+        raise RuntimeError("export failed (simulated)")
+
+    monkeypatch.setattr(train_module, "export_torchscript", broken_export)
+    with pytest.raises(RuntimeError, match="simulated"):
+        train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "run", epochs=2, tracking_uri=uri,
+              overrides=SMALL_US)  # fmt: skip
+    monkeypatch.setattr(train_module, "export_torchscript", real_export)
+    before = (tmp_path / "run" / "models" / "last.pt").stat().st_mtime_ns
+    result = train("breast_us_seg_2d", output=tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "models" / "last.pt").stat().st_mtime_ns == before  # no epoch was run again
+    assert result.epochs == 2 and result.best_val_dice is not None and result.model_ts.is_file()
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("breast_us_seg_2d").experiment_id])
+    assert [r.info.run_id for r in runs] == [result.mlflow_run_id]
+    assert len(client.get_metric_history(result.mlflow_run_id, "val_mean_dice")) == 2
+    assert result.registered_version == "1"

@@ -87,13 +87,27 @@ def export_torchscript(
             meta_file=str(bundle.config("metadata.json")),
             config_file=str(bundle.config("inference.json")),
             bundle_root=str(bundle.root),
-            **_network_overrides(overrides),
+            **_network_overrides(bundle, overrides),
         )
     return out
 
 
-def _network_overrides(overrides: Mapping[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (overrides or {}).items() if k.startswith("network_def")}
+def _network_overrides(bundle: Bundle, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The run's overrides that can shape ``network_def`` in ``inference.json``.
+
+    Not only ``network_def#...``: ``network_def`` reads variables such as ``num_classes`` (the
+    4-class tissue recipe) or ``image_size``, so every recipe override of an id that
+    ``inference.json`` defines is passed on.
+    """
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(bundle.config("inference.json")))
+    return {
+        k: v
+        for k, v in recipe_overrides(overrides).items()
+        if k.startswith("network_def") or (not k.startswith("_meta_") and k in parser)
+    }
 
 
 def export_onnx(
@@ -123,7 +137,7 @@ def export_onnx(
                 "dynamic_axes": {"image": {0: "batch", **spatial_axes}, "pred": {0: "batch", **spatial_axes}},
             },
             bundle_root=str(bundle.root),
-            **_network_overrides(overrides),
+            **_network_overrides(bundle, overrides),
         )
     return out
 

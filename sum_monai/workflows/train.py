@@ -155,6 +155,12 @@ def train(
     store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
     tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
+    if resume and _trainer_finished(run_dir, run_overrides.get("epochs")):
+        # killed or failed after its last epoch (e.g. in the export): only the completion is left;
+        # starting the trainer again would open a second, empty MLflow run (MONAI never reopens a
+        # FINISHED one)
+        print(f"{run_dir}: training had finished; completing the run", flush=True)
+        return complete_run(bundle, run_dir, record)
     try:
         with store.using(uri):
             if nproc_per_node > 1:
@@ -170,6 +176,18 @@ def train(
         if run is not None:
             set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
     return complete_run(bundle, run_dir, record)
+
+
+def _trainer_finished(run_dir: Path, epochs: int | None) -> bool:
+    """Whether ``models/last.pt`` holds a trainer that ran all its epochs (and ``epochs`` asks no more)."""
+    import torch
+
+    state = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True).get("trainer", {})
+    length, done, max_epochs = state.get("epoch_length"), state.get("iteration", 0), state.get("max_epochs")
+    if not length or not max_epochs:
+        return False
+    target = int(epochs) if epochs is not None else int(max_epochs)
+    return done // int(length) >= target
 
 
 def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResult:
