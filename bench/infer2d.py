@@ -133,9 +133,9 @@ def run_bundle(name: str, s: Settings, machine: Machine) -> tuple[dict, list[Row
     """
     bundle = Bundle.find(name)
     work = s.workdir / name
-    n_train, epochs = s.training(name)
+    n_train, epochs, extra = s.training(name)
     ckpt = s.weights.get(name) or trained_weights(
-        bundle, s.workdir, epochs, n_train, {"image_size": IMAGE_SIZE}
+        bundle, s.workdir, epochs, n_train, {"image_size": IMAGE_SIZE, **extra}
     )
     modality = MODALITY[name]
     evald = phantoms(modality, s.eval_cases(name), work / "phantoms_eval", seed=1)
