@@ -59,7 +59,10 @@ def bake_overrides(config_file: Path, overrides: Mapping[str, Any]) -> None:
         updates = {k: v for k, v in overrides.items() if not k.startswith("_meta_") and k in parser}
     if updates:
         parser.update(updates)
-        config_file.write_text(json.dumps(parser.get(), indent=4) + "\n")
+        content = parser.get()
+        if not content.get("_meta_"):  # ConfigParser adds an empty one; the source file had none
+            content.pop("_meta_", None)
+        config_file.write_text(json.dumps(content, indent=4) + "\n")
 
 
 def example_input_shape(bundle: Bundle, batch: int = 1) -> list[int]:
