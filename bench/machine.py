@@ -61,12 +61,23 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype = torch.float32, n: int = 4096, repeats: int = 5, budget_s: float = 2.0) -> float:
     """Best achieved GFLOP/s of ``torch.matmul`` on two ``n x n`` matrices of ``dtype``.
 
     ``torch.int8`` uses ``torch._int_mm`` (int8 x int8 -> int32, the VNNI path). Counts
     ``2 n^3`` operations per product (a multiply-add is two). Uses the current torch thread count.
+    A CPU without native support for a dtype (bf16 without AVX512-BF16/AMX, int8 without VNNI)
+    runs it orders of magnitude slower: a 512 x 512 probe sizes ``n`` down so that one product
+    takes about ``budget_s`` (never below 512, which is still far above cache-bound sizes).
     """
+    probe = _matmul_rate(dtype, 512, 1)
+    affordable = (budget_s * probe * 1e9 / 2.0) ** (1.0 / 3.0)
+    size = int(max(512, min(n, affordable // 256 * 256)))
+    return max(probe, _matmul_rate(dtype, size, repeats))
+
+
+def _matmul_rate(dtype: torch.dtype, n: int, repeats: int) -> float:
+    """GFLOP/s of the best of ``repeats`` products of two ``n x n`` matrices (after a warm-up)."""
     gen = torch.Generator().manual_seed(0)
     if dtype == torch.int8:
         a = torch.randint(-100, 100, (n, n), dtype=torch.int8, generator=gen)
@@ -119,7 +130,7 @@ class Machine:
         ]
         if peaks:
             lines.append(
-                f"- matmul peak measured in this run ({self.threads} threads, 4096x4096, best of 5 before and 5 after "
+                f"- matmul peak measured in this run ({self.threads} threads, 4096x4096 or smaller where a dtype is slow, best of 5 before and 5 after "
                 f"the models; fp32 also once per timing round between them): {peaks}"
             )
         return "\n".join(lines)
