@@ -243,7 +243,7 @@ def run(s: Settings) -> dict:
     work = s.workdir / BUNDLE
     ckpt = s.weights or trained_weights(bundle, s.workdir, 4 if s.quick else 30, 4 if s.quick else 12)
     net = network(bundle, ckpt)
-    image_np, label = volume(bundle, s.workdir)
+    image_np, truth = volume(bundle, s.workdir)
     image = torch.from_numpy(image_np)
     base = bundle_inferer(bundle)
     flops = count_flops(net, torch.zeros(1, image.shape[1], *base.roi_size))
@@ -270,7 +270,7 @@ def run(s: Settings) -> dict:
         if eager_mask is None:
             eager_mask = mask
         res.dice_vs_eager = mean_dice(mask[None], eager_mask[None], 2)
-        res.dice_vs_truth = mean_dice(mask[None], label[None], 2)
+        res.dice_vs_truth = mean_dice(mask[None], truth[None], 2)
         logger.info("%s, %s: %.1f s/volume (best)", label, cfg.label(), min(res.seconds))
         return res
 
