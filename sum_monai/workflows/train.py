@@ -118,10 +118,12 @@ def train(
             raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
         from sum_monai.bundle.weights import load_weights_only
 
-        load_weights_only(run_dir / "models" / "last.pt")  # tensors only, or a clear error
+        # tensors only, or a clear error
+        trainer_state = load_weights_only(run_dir / "models" / "last.pt").get("trainer", {})
         run_overrides = dict(record.overrides)
         uri = record.tracking_uri
     else:
+        trainer_state = {}
         if data is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
         run_dir = Path(output) if output else new_run_dir(bundle.name)
@@ -155,7 +157,7 @@ def train(
     store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
     tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
-    if resume and _trainer_finished(run_dir, run_overrides.get("epochs")):
+    if resume and _trainer_finished(trainer_state, run_overrides.get("epochs")):
         # killed or failed after its last epoch (e.g. in the export): only the completion is left;
         # starting the trainer again would open a second, empty MLflow run (MONAI never reopens a
         # FINISHED one)
@@ -178,11 +180,8 @@ def train(
     return complete_run(bundle, run_dir, record)
 
 
-def _trainer_finished(run_dir: Path, epochs: int | None) -> bool:
-    """Whether ``models/last.pt`` holds a trainer that ran all its epochs (and ``epochs`` asks no more)."""
-    import torch
-
-    state = torch.load(run_dir / "models" / "last.pt", map_location="cpu", weights_only=True).get("trainer", {})
+def _trainer_finished(state: dict, epochs: int | None) -> bool:
+    """Whether a checkpointed Ignite trainer ``state`` ran all its epochs (and ``epochs`` asks no more)."""
     length, done, max_epochs = state.get("epoch_length"), state.get("iteration", 0), state.get("max_epochs")
     if not length or not max_epochs:
         return False
