@@ -12,6 +12,7 @@ venv named by ``$SUM_MONAI_MONAILABEL_VENV``; ~4 min the first time) and start s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -192,6 +193,30 @@ def infer(url: str, model: str, image: Path, out: Path) -> Path:
     return out
 
 
+@contextlib.contextmanager
+def running_server(
+    root: Path, timings: dict[str, float], *args: Any, **kwargs: Any
+) -> Iterator[tuple[ml.MonaiLabelServer, dict[str, Any]]]:
+    """Start ``MonaiLabelServer(*args, **kwargs)`` logging to ``root/server.log``; yield it and ``/info``.
+
+    A server that never becomes ready fails the test with the end of its log; it is always stopped.
+    """
+    with (root / "server.log").open("w") as log:
+        server = ml.MonaiLabelServer(*args, log=log, env={"OMP_NUM_THREADS": "1"}, **kwargs)
+        start = time.monotonic()
+        server.start()
+        try:
+            try:
+                info = server.wait_ready(timeout=300)
+            except ConfigError as err:
+                log.flush()
+                pytest.fail(f"{err}\n--- server log ---\n{(root / 'server.log').read_text()[-4000:]}")
+            timings["server_ready"] = time.monotonic() - start
+            yield server, info
+        finally:
+            server.stop()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two smoke bundles served from one app, training on; yields paths, the server and timings."""
@@ -210,23 +235,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         "3d": smoke.write_nifti(root / "in" / "mri.nii.gz"),
     }
     app = ml.prepare_app(bundles.values(), root / "work", venv)
-    log = (root / "server.log").open("w")
-    server = ml.MonaiLabelServer(venv, app, root / "studies", [b.name for b in bundles.values()], train=True,
-                                 log=log, env={"OMP_NUM_THREADS": "1"})  # fmt: skip
-    start = time.monotonic()
-    server.start()
-    try:
-        info = server.wait_ready(timeout=300)
-        timings["server_ready"] = time.monotonic() - start
-        yield {"server": server, "info": info, "bundles": bundles, "inputs": inputs, "app": app, "root": root,
-               "timings": timings}  # fmt: skip
-    except ConfigError as err:
-        log.flush()
-        pytest.fail(f"{err}\n--- server log ---\n{(root / 'server.log').read_text()[-4000:]}")
-    finally:
-        server.stop()
-        log.close()
-        print("\nMONAI Label timings (s):", {k: round(v, 1) for k, v in timings.items()})
+    with running_server(root, timings, venv, app, root / "studies", [b.name for b in bundles.values()],
+                        train=True) as (server, info):  # fmt: skip
+        try:
+            yield {"server": server, "info": info, "bundles": bundles, "inputs": inputs, "app": app, "root": root,
+                   "timings": timings}  # fmt: skip
+        finally:
+            print("\nMONAI Label timings (s):", {k: round(v, 1) for k, v in timings.items()})
 
 
 @pytest.mark.slow
@@ -444,25 +459,13 @@ def real_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
             p for p in (root / "predict" / key).iterdir() if "_seg." in p.name and p.suffix != ".dcm"
         )
     app = ml.prepare_app(served_bundles.values(), root / "work", venv)
-    log = (root / "server.log").open("w")
-    server = ml.MonaiLabelServer(
-        venv, app, root / "studies", list(served_bundles), log=log, env={"OMP_NUM_THREADS": "1"}
-    )
-    start = time.monotonic()
-    server.start()
-    try:
-        info = server.wait_ready(timeout=300)
-        timings["server_ready"] = time.monotonic() - start
-        yield {"server": server, "info": info, "inputs": inputs, "local": local, "problems": problems,
-               "trained": trained, "root": root, "timings": timings, "results": results}  # fmt: skip
-    except ConfigError as err:
-        log.flush()
-        pytest.fail(f"{err}\n--- server log ---\n{(root / 'server.log').read_text()[-4000:]}")
-    finally:
-        server.stop()
-        log.close()
-        print("\nreal bundles in MONAI Label:\n  " + "\n  ".join(results))
-        print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
+    with running_server(root, timings, venv, app, root / "studies", list(served_bundles)) as (server, info):
+        try:
+            yield {"server": server, "info": info, "inputs": inputs, "local": local, "problems": problems,
+                   "trained": trained, "root": root, "timings": timings, "results": results}  # fmt: skip
+        finally:
+            print("\nreal bundles in MONAI Label:\n  " + "\n  ".join(results))
+            print("timings (s):", {k: round(v, 1) for k, v in timings.items()})
 
 
 def infer_real(
