@@ -274,3 +274,35 @@ def test_resume_after_a_failure_past_the_last_epoch_completes_the_same_mlflow_ru
     assert [r.info.run_id for r in runs] == [result.mlflow_run_id]
     assert len(client.get_metric_history(result.mlflow_run_id, "val_mean_dice")) == 2
     assert result.registered_version == "1"
+
+
+def test_warm_start_begins_from_the_given_weights(us_run: tuple, us_phantoms: Path, tmp_path: Path) -> None:
+    """``initial_weights`` (CLI ``--init``) loads an earlier run's weights; with lr 0 they stay exactly as loaded."""
+    first, _ = us_run
+    result = train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "warm", epochs=1,
+                   tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
+                   overrides={**SMALL_US, "learning_rate": 0.0, "initial_weights": str(first.model_pt)})  # fmt: skip
+    start = torch.load(first.model_pt, weights_only=True)
+    after = torch.load(result.model_pt, weights_only=True)
+    convs = [k for k in start if k.endswith("conv.weight")]
+    assert len(convs) > 10
+    for key in convs:
+        torch.testing.assert_close(after[key], start[key], rtol=0, atol=0)
+    recorded = json.loads((result.run_dir / "run.json").read_text())["overrides"]["initial_weights"]
+    assert recorded == str(first.model_pt.resolve())
+
+
+def test_warm_start_from_unfit_weights_fails_before_anything_is_written(tmp_path: Path, us_phantoms: Path) -> None:
+    from monai.networks.nets import UNet
+
+    from sum_monai.errors import ConfigError
+
+    other = tmp_path / "other.pt"
+    torch.save(UNet(2, 1, 2, channels=(8, 16), strides=(2,)).state_dict(), other)
+    with pytest.raises(ConfigError, match=r"other\.pt: the weights do not fit the bundle.s network_def .*missing key"):
+        train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "run", epochs=1,
+              overrides={**SMALL_US, "initial_weights": str(other)})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"missing\.pt: checkpoint not found"):
+        train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "run", epochs=1,
+              overrides={**SMALL_US, "initial_weights": str(tmp_path / "missing.pt")})  # fmt: skip
+    assert not (tmp_path / "run").exists()

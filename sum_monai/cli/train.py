@@ -11,6 +11,7 @@ examples:
   sum-monai train --bundle bundles/breast_us_seg_2d --data data/busi --epochs 50
   sum-monai train --bundle breast_us_seg_2d --data runs/datalist.json --set image_size=128
   sum-monai train --bundle breast_us_seg_2d --resume                 # continue the newest run
+  sum-monai train --bundle breast_us_seg_2d --data runs/datalist.json --init runs/a/models/model.pt  # warm start
   sum-monai train --bundle breast_us_seg_2d --data data/busi --nproc-per-node 2   # DDP via torchrun
 
 A killed run continues from its last finished epoch with --resume (checkpoints are written
@@ -30,6 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", help="run folder (default runs/<bundle>/<time>; with --resume: the newest run)")
     p.add_argument("--epochs", type=int, help="total number of epochs")
     p.add_argument("--resume", action="store_true", help="continue a killed or finished run from models/last.pt")
+    p.add_argument(
+        "--init", metavar="WEIGHTS",
+        help="warm start: begin from these network weights (e.g. an earlier run's models/model.pt); optimizer, "
+        "learning-rate schedule and epochs start fresh (config key initial_weights)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split of a folder")
     p.add_argument("--nproc-per-node", type=int, default=1, help="train with DDP in N processes through torchrun")
     add_runtime_args(p)
@@ -40,9 +46,12 @@ def run(args: argparse.Namespace) -> int:
     from sum_monai.tracking.store import ui_command
     from sum_monai.workflows.train import train
 
+    overrides = parse_overrides(args.overrides, args.config_files)
+    if args.init:
+        overrides["initial_weights"] = args.init
     result = train(
         args.bundle, data=args.data, output=args.output, epochs=args.epochs, device=args.device,
-        resume=args.resume, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides, args.config_files),
+        resume=args.resume, tracking_uri=args.tracking_uri, overrides=overrides,
         nproc_per_node=args.nproc_per_node, seed=args.seed,
     )  # fmt: skip
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"

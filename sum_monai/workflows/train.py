@@ -106,11 +106,16 @@ def train(
         device: ``auto`` (CUDA with AMP if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``.
         resume: continue the run in ``output`` from its last finished epoch (``models/last.pt``).
         tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db``.
-        overrides: other config overrides, e.g. ``{"image_size": 128, "batch_size": 4}``.
+        overrides: other config overrides, e.g. ``{"image_size": 128, "batch_size": 4}``;
+            ``{"initial_weights": "runs/a/models/model.pt"}`` warm-starts from an earlier run's
+            weights (checked against the configured network before anything is written).
         nproc_per_node: processes for DDP training through ``torchrun`` (``multi_gpu_train.json``).
         seed: seed of the datalist split when ``data`` is a folder.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    overrides = dict(overrides or {})
+    if overrides.get("initial_weights") and not resume:  # before anything is written
+        overrides["initial_weights"] = _checked_initial_weights(bundle, overrides)
     if resume:
         run_dir = Path(output) if output else latest_run_dir(bundle.name)
         record = RunRecord.load(run_dir)
@@ -178,6 +183,20 @@ def train(
         if run is not None:
             set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
     return complete_run(bundle, run_dir, record)
+
+
+def _checked_initial_weights(bundle: Bundle, overrides: dict[str, Any]) -> str:
+    """The warm-start checkpoint ``initial_weights`` as an absolute path, once it is known to fit.
+
+    Checked before training starts (tensors only, same layers and shapes as the configured
+    ``network_def``) so a wrong file fails with its name instead of inside the trainer.
+    """
+    from sum_monai.bundle.weights import load_checked_state_dict
+
+    path = Path(str(overrides["initial_weights"]))
+    network = _parser_for(bundle, "train", overrides).get_parsed_content("network_def", instantiate=True)
+    load_checked_state_dict(bundle, path, network=network)
+    return as_override_path(path)
 
 
 def _trainer_finished(state: dict, epochs: int | None) -> bool:
