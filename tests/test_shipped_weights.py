@@ -72,3 +72,36 @@ def test_evaluate_reproduces_the_model_card_on_the_busi_validation_split(busi_po
     assert summary["all"]["iou"] == pytest.approx(recorded["mean_iou"], abs=0.002)
     assert summary["benign"]["dice"] == pytest.approx(recorded["benign_dice"], abs=0.002)
     assert summary["malignant"]["dice"] == pytest.approx(recorded["malignant_dice"], abs=0.002)
+    flagged, n_normal = map(int, BUNDLE.metadata["eval_metrics"]["busi_validation_normal_images_with_predicted_lesion"].split("/"))
+    assert summary["normal_images"]["n"] == n_normal
+    assert round(summary["normal_images"]["share_with_predicted_lesion"] * n_normal) == flagged
+
+
+def test_inference_and_evaluation_average_the_image_and_its_mirror() -> None:
+    """Flip TTA (scripts/tta.py) is what the card's figures and the served predictions use."""
+    from sum_monai.bundle.run import create_workflow
+
+    net = network_from_bundle(BUNDLE).eval()
+    net.load_state_dict(load_checked_state_dict(BUNDLE, network=net), strict=True)
+    x = torch.rand(1, 1, 192, 192, generator=torch.Generator().manual_seed(1))
+    for workflow, key in (("inference", "inferer"), ("evaluate", "validate#inferer")):
+        inferer = create_workflow(BUNDLE, workflow).parser.get_parsed_content(key)
+        assert type(inferer).__name__ == "FlipTTAInferer" and inferer.spatial_axes == (0,), workflow
+        with torch.no_grad():
+            expected = (net(x) + torch.flip(net(torch.flip(x, dims=(2,))), dims=(2,))) / 2
+            torch.testing.assert_close(inferer(x, net), expected)
+            assert not torch.allclose(expected, net(x), atol=1e-3)  # the mirror pass changes the output
+
+
+def test_inference_drops_islands_under_the_configured_share_of_the_image() -> None:
+    from sum_monai.bundle.run import create_workflow
+
+    parser = create_workflow(BUNDLE, "inference").parser
+    assert parser["min_island_fraction"] == 0.002
+    post = parser.get_parsed_content("postprocessing")
+    drop = next(t for t in post.transforms if type(t).__name__ == "Lambdad")
+    mask = torch.zeros(1, 100, 100, dtype=torch.uint8)
+    mask[0, 10:14, 10:14] = 1  # 16 pixels: under 0.2 % of 10 000
+    mask[0, 50:60, 50:60] = 1  # 100 pixels
+    out = drop({"pred": mask})["pred"]
+    assert int(out.sum()) == 100 and int(out[0, 11, 11]) == 0 and int(out[0, 55, 55]) == 1
