@@ -281,7 +281,8 @@ def test_warm_start_begins_from_the_given_weights(us_run: tuple, us_phantoms: Pa
     first, _ = us_run
     result = train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "warm", epochs=1,
                    tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
-                   overrides={**SMALL_US, "learning_rate": 0.0, "initial_weights": str(first.model_pt)})  # fmt: skip
+                   overrides={**SMALL_US, "learning_rate": 0.0, "initial_weights": str(first.model_pt),
+                              "loss#batch": False})  # fmt: skip
     start = torch.load(first.model_pt, weights_only=True)
     after = torch.load(result.model_pt, weights_only=True)
     convs = [k for k in start if k.endswith("conv.weight")]
@@ -290,6 +291,10 @@ def test_warm_start_begins_from_the_given_weights(us_run: tuple, us_phantoms: Pa
         torch.testing.assert_close(after[key], start[key], rtol=0, atol=0)
     recorded = json.loads((result.run_dir / "run.json").read_text())["overrides"]["initial_weights"]
     assert recorded == str(first.model_pt.resolve())
+    # evaluating the run applies its overrides; loss#batch (a training-only key) must not break that
+    evaluated = evaluate("breast_us_seg_2d", run=result.run_dir, split="validation")
+    assert evaluated.output_dir == result.run_dir / "evaluation-validation"
+    assert 0.0 <= evaluated.summary["all"]["dice"] <= 1.0
 
 
 def test_warm_start_from_unfit_weights_fails_before_anything_is_written(tmp_path: Path, us_phantoms: Path) -> None:
