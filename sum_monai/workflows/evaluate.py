@@ -128,12 +128,9 @@ def evaluate(
         raise ConfigError(f"{weights}: no trained weights (train first, or pass --weights / --run)")
     from sum_monai.bundle.weights import load_checked_state_dict
 
-    # tensors only, and shaped for this bundle's network (with the run's overrides), or a clear error;
-    # the network comes from the evaluate config (train + evaluate), which knows every key a training
-    # run may have overridden (inference.json has no loss, so e.g. loss#batch would not apply there)
+    # tensors only, and shaped for this bundle's network (with the run's overrides), or a clear error
     merged = {**(record.overrides if record else {}), **(overrides or {})}
-    network = create_workflow(bundle, "evaluate", merged).parser.get_parsed_content("network_def", instantiate=True)
-    load_checked_state_dict(bundle, weights, network=network)
+    load_checked_state_dict(bundle, weights, overrides=merged, workflow="evaluate")
     if data is None:
         if record is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")

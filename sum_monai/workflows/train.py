@@ -194,8 +194,7 @@ def _checked_initial_weights(bundle: Bundle, overrides: dict[str, Any]) -> str:
     from sum_monai.bundle.weights import load_checked_state_dict
 
     path = Path(str(overrides["initial_weights"]))
-    network = _parser_for(bundle, "train", overrides).get_parsed_content("network_def", instantiate=True)
-    load_checked_state_dict(bundle, path, network=network)
+    load_checked_state_dict(bundle, path, overrides=overrides, workflow="train")
     return as_override_path(path)
 
 
