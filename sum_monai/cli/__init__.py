@@ -18,7 +18,7 @@ from sum_monai import __version__
 from sum_monai.errors import SumMonaiError
 
 #: Order in which subcommands are listed in ``--help`` (modules not named here come last).
-ORDER = ["demo", "synth", "datalist", "validate", "plan", "train", "evaluate", "predict", "export", "bundle", "monailabel"]
+ORDER = ["demo", "synth", "datalist", "validate", "plan", "train", "cv", "evaluate", "predict", "export", "bundle", "monailabel"]
 
 DESCRIPTION = """\
 Breast-cancer segmentation on MONAI: built-in phantoms, datalists, training / evaluation /

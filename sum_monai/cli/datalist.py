@@ -71,10 +71,21 @@ def _common(p: argparse.ArgumentParser, near_default: bool) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="datalist JSON to write")
     p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
     p.add_argument(
-        "--val-frac", type=_fraction, default=0.15, help="validation fraction (default 0.15; 0 allowed)"
+        "--val-frac", type=_fraction, default=None, help="validation fraction (default 0.15; 0 allowed)"
     )
     p.add_argument(
-        "--test-frac", type=_fraction, default=0.15, help="test fraction (default 0.15; 0 allowed)"
+        "--test-frac",
+        type=_fraction,
+        default=None,
+        help="test fraction (default 0.15, or 0 with --folds: cross-validate the whole pool)",
+    )
+    p.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="K group-aware cross-validation folds over every case outside test (a 'fold' key per "
+        "case; fold 0 is the validation list); run them with `sum-monai cv`",
     )
     p.add_argument("--no-validate", action="store_true", help="write without opening and checking every file")
     p.add_argument(
@@ -163,10 +174,20 @@ def format_counts(datalist: dict[str, Any]) -> str:
     return "\n".join([line(head), *(line(r) for r in rows)])
 
 
+def format_fold_counts(meta: dict[str, Any]) -> str:
+    """Table of cases per cross-validation fold and class."""
+    classes = meta["classes"] or []
+    head = ["fold", *classes, "total"]
+    rows = [[k, *(str(row.get(c, 0)) for c in classes), str(row["total"])] for k, row in meta["folds"]["counts"].items()]
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    return "\n".join("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in [head, *rows])
+
+
 def run(args: argparse.Namespace) -> int:
     """Build and write the datalist, then print the counts table."""
     from sum_monai.datalists.build import build_datalist
     from sum_monai.datalists.near_dups import DEFAULT_THRESHOLD
+    from sum_monai.errors import ConfigError
 
     options: dict[str, Any] = {}
     if args.layout == "mammo":
@@ -182,13 +203,18 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.layout == "msd":
         options["group_regex"] = args.group_regex
+    if args.folds and args.val_frac is not None:
+        raise ConfigError("--val-frac and --folds exclude each other: with --folds every fold is a validation set")
+    if args.folds == 1 or args.folds < 0:
+        raise ConfigError(f"--folds needs at least 2 folds, got {args.folds}")
     datalist = build_datalist(
         args.layout,
         args.dir,
         args.out,
         seed=args.seed,
-        val_frac=args.val_frac,
-        test_frac=args.test_frac,
+        val_frac=0.15 if args.val_frac is None else args.val_frac,
+        test_frac=(0.0 if args.folds else 0.15) if args.test_frac is None else args.test_frac,
+        folds=args.folds,
         near_dups=args.near_dups,
         near_dup_threshold=args.near_dup_threshold
         if args.near_dup_threshold is not None
@@ -199,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
     )
     meta = datalist["meta"]
     print(format_counts(datalist))
+    if "folds" in meta:
+        print(format_fold_counts(meta))
     near = meta["near_duplicates"]
     if near["checked"]:
         print(f"near-duplicate groups: {near['n_groups']} holding {near['n_images']} images")

@@ -24,7 +24,7 @@ from sum_monai.datalists.mammo import scan_mammo
 from sum_monai.datalists.msd import scan_msd
 from sum_monai.datalists.near_dups import DEFAULT_THRESHOLD, HASH_SIZE, THUMB_SIZE
 from sum_monai.datalists.paired import scan_paired
-from sum_monai.datalists.split import MAX_FOLDS, SPLITS, assign_splits, check_fractions
+from sum_monai.datalists.split import MAX_FOLDS, SPLITS, assign_folds, assign_splits, check_fractions
 from sum_monai.errors import ConfigError, DataError
 
 #: Layout name -> scanner.
@@ -97,6 +97,25 @@ def _counts(entries: dict[str, list[dict[str, Any]]], classes: list[str]) -> dic
     return counts
 
 
+def _folds_outside_test(
+    classes: list[str | None], anchors: list[str], splits: list[str], n_folds: int, seed: int
+) -> dict[int, int]:
+    """Case index -> cross-validation fold, for the cases not in the test split."""
+    pool = [i for i, s in enumerate(splits) if s != "test"]
+    folds = assign_folds([classes[i] for i in pool], [anchors[i] for i in pool], n_folds, seed)
+    return dict(zip(pool, folds, strict=True))
+
+
+def _fold_meta(entries: dict[str, list[dict[str, Any]]], classes: list[str], n_folds: int) -> dict[str, Any]:
+    """``meta.folds``: the number of folds and the cases per fold and class."""
+    members = [e for s in ("training", "validation") for e in entries[s]]
+    counts = {}
+    for k in range(n_folds):
+        per = Counter(str(e.get("class")) for e in members if e["fold"] == k)
+        counts[str(k)] = {**{c: per.get(c, 0) for c in classes}, "total": sum(per.values())}
+    return {"n": n_folds, "key": "fold", "validation_fold": 0, "counts": counts}
+
+
 def build_datalist(
     layout: str,
     root: str | Path,
@@ -108,6 +127,7 @@ def build_datalist(
     near_dup_threshold: int = DEFAULT_THRESHOLD,
     validate: bool = True,
     progress: bool = True,
+    folds: int = 0,
     **layout_options: Any,
 ) -> dict[str, Any]:
     """Build, validate and write the datalist of one dataset folder.
@@ -123,6 +143,10 @@ def build_datalist(
         near_dup_threshold: Hamming threshold in bits of 256 (see :mod:`.near_dups`).
         validate: open and check every file before writing (:func:`.validate.validate_datalist`).
         progress: show progress bars.
+        folds: when >= 2, every case outside ``test`` gets a cross-validation ``fold`` (groups
+            whole, classes balanced; ``val_frac`` is then ignored): fold 0 is the ``validation``
+            list and the other folds ``training``, so the file trains fold 0 as it is, and
+            ``sum-monai cv`` derives the datalist of every fold from it.
         **layout_options: passed to the scanner (e.g. ``label_suffix``, ``class_regex`` for
             ``paired``, ``csv_name`` for ``mammo``, ``group_regex``).
 
@@ -145,6 +169,8 @@ def build_datalist(
         check_fractions(val_frac, test_frac)
     except ValueError as err:
         raise ConfigError(str(err)) from err
+    if folds:
+        val_frac = 0.0  # the folds are the validation sets
     out = Path(out)
     if out.is_dir():
         raise ConfigError(f"--out {out} is a folder: give the JSON file to write")
@@ -176,13 +202,18 @@ def build_datalist(
         hashes = hash_files([scan.root / c.images[0] for c in scan.cases], progress=progress)
         near_groups = near_duplicate_groups(hashes, near_dup_threshold)
     anchors = _group_anchors(scan, near_groups)
+    classes_of = [c.cls for c in scan.cases]
     try:
-        splits = assign_splits([c.cls for c in scan.cases], anchors, val_frac, test_frac, seed)
+        splits = assign_splits(classes_of, anchors, 0.0 if folds else val_frac, test_frac, seed)
+        fold_of = _folds_outside_test(classes_of, anchors, splits, folds, seed) if folds else {}
     except ValueError as err:
         raise DataError(scan.root, str(err)) from err
     entries: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}
-    for entry, anchor, split in zip(all_entries, anchors, splits, strict=True):
+    for i, (entry, anchor, split) in enumerate(zip(all_entries, anchors, splits, strict=True)):
         entry["group"] = file_group_id(anchor)
+        if i in fold_of:
+            entry["fold"] = fold_of[i]
+            split = "validation" if fold_of[i] == 0 else "training"
         entries[split].append(entry)
     classes = sorted({c.cls for c in scan.cases if c.cls is not None})
     meta: dict[str, Any] = {
@@ -210,6 +241,8 @@ def build_datalist(
         "case_id": {"scheme": "HMAC-SHA256 of the path below root, 12 hex", "salt": salt_source()},
         "validated": validate,
     }
+    if folds:
+        meta["folds"] = _fold_meta(entries, classes, folds)
     if scan.channels:
         meta["channels"] = scan.channels
     meta.update(scan.notes)

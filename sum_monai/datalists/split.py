@@ -52,6 +52,39 @@ def fold_counts(n_folds: int, val_frac: float, test_frac: float) -> tuple[int, i
     return n_val, n_test
 
 
+def assign_folds(classes: Sequence[str | None], groups: Sequence[str], n_folds: int, seed: int = 0) -> list[int]:
+    """Cross-validation fold (0 .. ``n_folds`` - 1) of each case: groups whole, classes balanced.
+
+    The same :class:`~sklearn.model_selection.StratifiedGroupKFold` as :func:`assign_splits`, with
+    ``n_folds`` folds that each become one validation fold of a cross-validation.
+
+    Raises:
+        ValueError: fewer than 2 folds, or fewer groups than folds.
+
+    Example:
+        >>> assign_folds(["a", "a", "b", "b"], ["g1", "g1", "g2", "g3"], n_folds=2)[:2]
+        [1, 1]
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(groups))
+    if n_folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {n_folds}")
+    if n_groups < n_folds:
+        raise ValueError(f"only {n_groups} independent group(s) (patients / near-duplicate sets) for {n_folds} folds")
+    n = len(groups)
+    y = np.array(["" if c is None else str(c) for c in classes])
+    if np.unique(y, return_counts=True)[1].max() < n_folds:
+        y = np.zeros(n, dtype=np.int64)
+    folds = np.zeros(n, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for fold, (_, members) in enumerate(splitter.split(np.zeros((n, 1)), y, np.asarray(groups))):
+            folds[members] = fold
+    return [int(f) for f in folds]
+
+
 def assign_splits(
     classes: Sequence[str | None],
     groups: Sequence[str],

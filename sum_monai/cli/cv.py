@@ -1,0 +1,56 @@
+"""Cross-validate a recipe: train every fold of a folded datalist, evaluate each out of fold, print mean +- sd."""
+
+from __future__ import annotations
+
+import argparse
+
+from sum_monai.cli._common import add_bundle_arg, add_runtime_args, parse_overrides
+
+EPILOG = """\
+examples:
+  sum-monai datalist busi ../shared/data/busi --out runs/cv/busi_folds.json --folds 5
+  sum-monai cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \\
+      --output runs/cv/busi_base
+  sum-monai cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \\
+      --config configs/busi_aug_nnunet.json --output runs/cv/busi_aug   # one lever more
+  sum-monai cv ... --folds 0,1          # only these folds (others later, into the same --output)
+
+Fold k trains on the other folds into OUTPUT/fold<k>/ and is scored on fold k with the weights of
+its last epoch (no epoch is picked on the fold's own images). Rerunning the same command skips
+finished folds and resumes a killed one. In MLflow every fold run is a child of one parent run
+cv-<OUTPUT name>, which also gets the mean and sd of every metric.
+"""
+
+
+def _fold_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated fold numbers, got {text!r}") from err
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cv", help="cross-validate a recipe over the folds of a datalist (mean +- sd per metric)",
+        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    add_bundle_arg(p)
+    p.add_argument("--data", required=True, help="datalist JSON made with `sum-monai datalist ... --folds K`")
+    p.add_argument("--output", required=True, help="CV folder (fold runs in OUTPUT/fold<k>/)")
+    p.add_argument("--epochs", type=int, help="epochs per fold")
+    p.add_argument("--folds", type=_fold_list, help="train only these folds, e.g. 0,1 (default all)")
+    p.add_argument("--no-train", action="store_true", help="only evaluate the folds already trained")
+    add_runtime_args(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sum_monai.workflows.cv import run_folds
+
+    overrides = parse_overrides(args.overrides, args.config_files)
+    if not args.no_train:
+        run_folds(
+            args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
+            device=args.device, tracking_uri=args.tracking_uri,
+        )  # fmt: skip
+    return 0

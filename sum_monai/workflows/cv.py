@@ -1,0 +1,198 @@
+"""``sum-monai cv``: train and evaluate every fold of a cross-validation, grouped in MLflow.
+
+The datalist comes from ``sum-monai datalist ... --folds K`` (a ``fold`` per case, groups whole).
+Fold ``k`` trains on the other folds and is evaluated on fold ``k`` with the weights of its last
+epoch: ``val_interval`` is set to the number of epochs, so the fold's validation images never pick
+an epoch and the figure is out-of-fold. Each fold is an ordinary training run in
+``OUT/fold<k>/`` (``--resume`` semantics per fold: a finished fold is skipped, a killed one
+continues from its last epoch), and every fold run carries the MLflow tag
+``mlflow.parentRunId`` of one parent run ``cv-<OUT name>``, which receives the mean and sd.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sum_monai.bundle.locate import Bundle
+from sum_monai.errors import ConfigError, DataError
+from sum_monai.utils.atomic import atomic_write_text
+from sum_monai.workflows.data import SPLITS, absolute_paths, load_datalist
+
+logger = logging.getLogger(__name__)
+
+CV_RECORD = "cv.json"
+
+
+@dataclass
+class CVRecord:
+    """What ``OUT/cv.json`` keeps: the recipe every fold shares and the MLflow parent run.
+
+    Attributes:
+        bundle: bundle folder.
+        datalist: the folded datalist.
+        folds: number of folds in it.
+        overrides: config overrides shared by every fold.
+        tracking_uri: MLflow store.
+        parent_run_id: the MLflow run that groups the folds.
+    """
+
+    bundle: str
+    datalist: str
+    folds: int
+    overrides: dict[str, Any] = field(default_factory=dict)
+    tracking_uri: str = ""
+    parent_run_id: str = ""
+
+    def save(self, out: Path) -> None:
+        atomic_write_text(out / CV_RECORD, json.dumps(self.__dict__, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, out: Path) -> CVRecord | None:
+        path = out / CV_RECORD
+        return cls(**json.loads(path.read_text())) if path.is_file() else None
+
+
+def fold_count(datalist: dict[str, Any], path: Path) -> int:
+    """Number of folds of a datalist made with ``--folds``.
+
+    Raises:
+        DataError: the datalist has no ``fold`` on its cases.
+    """
+    folds = {item.get("fold") for s in ("training", "validation") for item in datalist.get(s, [])}
+    if None in folds or not folds:
+        raise DataError(path, "no cross-validation folds: make the datalist with `sum-monai datalist ... --folds 5`")
+    return len(folds)
+
+
+def fold_datalist(datalist: dict[str, Any], base: Path, fold: int) -> dict[str, Any]:
+    """The datalist of one fold: ``validation`` = the cases of ``fold``, ``training`` = the others.
+
+    Paths are made absolute against ``base`` (the source datalist's folder) so the fold's file can
+    live anywhere; the test split, if any, is kept as it is.
+    """
+    pool = [absolute_paths(item, base) for s in ("training", "validation") for item in datalist.get(s, [])]
+    out = {
+        "meta": {**datalist.get("meta", {}), "cv_fold": fold},
+        "training": [item for item in pool if item["fold"] != fold],
+        "validation": [item for item in pool if item["fold"] == fold],
+        "test": [absolute_paths(item, base) for item in datalist.get("test", [])],
+    }
+    return out
+
+
+def _parent_run(record: CVRecord, bundle: Bundle, name: str) -> str:
+    """The MLflow parent run of the CV (created once, its id kept in ``cv.json``)."""
+    from sum_monai.tracking import store
+
+    if record.parent_run_id:
+        return record.parent_run_id
+    import mlflow
+
+    store.ensure_experiment(record.tracking_uri, bundle.name)
+    client = mlflow.MlflowClient(record.tracking_uri)
+    experiment = client.get_experiment_by_name(bundle.name)
+    run = client.create_run(
+        experiment.experiment_id, run_name=f"cv-{name}", tags={"workflow": "cv", "cv_folds": str(record.folds)}
+    )
+    for key, value in sorted(record.overrides.items()):
+        client.log_param(run.info.run_id, key.replace("#", ".")[:250], json.dumps(value)[:6000])
+    client.set_terminated(run.info.run_id, "FINISHED")  # a grouping run: never left RUNNING; metrics follow
+    return run.info.run_id
+
+
+def run_folds(
+    bundle: str | Path | Bundle,
+    data: str | Path,
+    out: str | Path,
+    overrides: dict[str, Any] | None = None,
+    folds: Sequence[int] | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    tracking_uri: str | None = None,
+) -> list[Path]:
+    """Train the folds of a cross-validation (skipping finished ones, resuming killed ones).
+
+    Args:
+        bundle: bundle folder or name.
+        data: datalist JSON made with ``--folds K``.
+        out: CV folder; fold ``k`` trains into ``out/fold<k>``.
+        overrides: recipe overrides shared by every fold.
+        folds: which folds to train (default all).
+        epochs: total epochs per fold (``epochs`` in the config).
+        device: as for ``sum-monai train``.
+        tracking_uri: MLflow store.
+
+    Returns:
+        the fold run folders, in fold order.
+
+    Raises:
+        ConfigError: ``out`` holds a CV with another recipe or datalist.
+        DataError: the datalist has no folds.
+    """
+    from sum_monai.tracking import store
+    from sum_monai.tracking.runs import find_run, set_tags
+    from sum_monai.workflows.rundir import RunRecord
+    from sum_monai.workflows.train import train
+
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    data, out = Path(data), Path(out)
+    datalist = load_datalist(data)
+    n_folds = fold_count(datalist, data)
+    shared = dict(overrides or {})
+    if epochs is not None:
+        shared["epochs"] = int(epochs)
+    uri = store.tracking_uri(tracking_uri)
+    record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri)
+    earlier = CVRecord.load(out)
+    if earlier is not None:
+        if (earlier.datalist, earlier.overrides, earlier.bundle) != (record.datalist, record.overrides, record.bundle):
+            raise ConfigError(
+                f"{out} holds a cross-validation of another recipe or datalist ({out / CV_RECORD}); "
+                "choose another --output"
+            )
+        record = earlier
+    out.mkdir(parents=True, exist_ok=True)
+    record.parent_run_id = _parent_run(record, bundle, out.name)
+    record.save(out)
+    chosen = list(range(n_folds)) if folds is None else list(folds)
+    bad = [k for k in chosen if not 0 <= k < n_folds]
+    if bad:
+        raise ConfigError(f"no fold {bad[0]}: the datalist has folds 0..{n_folds - 1}")
+    fold_dirs = [out / f"fold{k}" for k in range(n_folds)]
+    for k in chosen:
+        fold_dir = fold_dirs[k]
+        state = RunRecord.load(fold_dir).status if (fold_dir / "run.json").is_file() else None
+        if state == "finished":
+            logger.info("fold %d: finished earlier (%s)", k, fold_dir)
+            continue
+        print(f"== fold {k + 1}/{n_folds}: {fold_dir}", flush=True)
+        fold_overrides = dict(shared)
+        fold_overrides.setdefault("val_interval", int(fold_overrides.get("epochs") or _config_epochs(bundle, shared)))
+        if (fold_dir / "models" / "last.pt").is_file():
+            result = train(bundle, output=fold_dir, resume=True, device=device)
+        else:
+            fold_dir.mkdir(parents=True, exist_ok=True)
+            fold_file = fold_dir / "datalist.json"
+            atomic_write_text(fold_file, json.dumps(fold_datalist(datalist, data.resolve().parent, k), indent=1) + "\n")
+            result = train(bundle, fold_file, fold_dir, device=device, tracking_uri=uri, overrides=fold_overrides)
+        run = find_run(uri, bundle.name, result.run_name)
+        if run is not None:
+            set_tags(uri, run.info.run_id, {"mlflow.parentRunId": record.parent_run_id, "cv_fold": str(k), "cv": out.name})
+    return fold_dirs
+
+
+def _config_epochs(bundle: Bundle, overrides: dict[str, Any]) -> int:
+    """``epochs`` of the bundle's train config with ``overrides`` applied."""
+    from sum_monai.bundle.run import create_workflow
+
+    return int(create_workflow(bundle, "train", overrides).parser.get_parsed_content("epochs"))
+
+
+def splits_of(datalist: dict[str, Any]) -> tuple[str, ...]:
+    """Splits present in a datalist (for messages)."""
+    return tuple(s for s in SPLITS if datalist.get(s))
