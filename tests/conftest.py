@@ -45,3 +45,23 @@ def ddsm_tissue() -> Path:
 def breast_mri() -> Path:
     """The PyRadiomics breast1 MRI sub-volume (NRRD image + label)."""
     return shared_path("breast_mri_pyradiomics")
+
+
+@pytest.fixture(scope="session")
+def mias() -> Path:
+    """The 240 mini-MIAS films (original PGM) and their Info.txt."""
+    return shared_path("mias")
+
+
+@pytest.fixture()
+def mias_subset(mias: Path, tmp_path: Path) -> Path:
+    """Six real mini-MIAS films of three women (normal, benign, malignant with several rows) and
+    their own Info.txt rows, linked into a small folder."""
+    refs = ("mdb001", "mdb002", "mdb023", "mdb024", "mdb143", "mdb144")
+    folder = tmp_path / "mias"
+    folder.mkdir()
+    for ref in refs:
+        (folder / f"{ref}.pgm").symlink_to(mias / f"{ref}.pgm")
+    lines = [line for line in (mias / "Info.txt").read_text(encoding="latin-1").splitlines() if line[:6] in refs]
+    (folder / "Info.txt").write_text("header prose\n\n" + "\n".join(lines) + "\n")
+    return folder

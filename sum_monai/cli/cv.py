@@ -40,12 +40,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, help="epochs per fold")
     p.add_argument("--folds", type=_fold_list, help="train only these folds, e.g. 0,1 (default all)")
     p.add_argument("--no-train", action="store_true", help="only evaluate the folds already trained")
+    p.add_argument(
+        "--max-normal-fp", type=float, default=0.15, metavar="SHARE",
+        help="operating point: the lesion score threshold is the smallest whose normal images with a predicted "
+        "lesion stay within SHARE on the other folds (default 0.15)",
+    )  # fmt: skip
     add_runtime_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sum_monai.workflows.cv import run_folds
+    from sum_monai.workflows.cv import report_folds, run_folds
 
     overrides = parse_overrides(args.overrides, args.config_files)
     if not args.no_train:
@@ -53,4 +58,7 @@ def run(args: argparse.Namespace) -> int:
             args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
             device=args.device, tracking_uri=args.tracking_uri,
         )  # fmt: skip
+    report = report_folds(args.bundle, args.output, max_normal_fp=args.max_normal_fp)
+    print(report.text)
+    print(f"\nwrote {report.markdown} and {report.json}")
     return 0

@@ -1,4 +1,4 @@
-"""``sum-monai datalist {busi,mammo,paired,msd} DIR --out FILE``: scan, split, validate, write."""
+"""``sum-monai datalist {busi,mammo,mias,paired,msd} DIR --out FILE``: scan, split, validate, write."""
 
 from __future__ import annotations
 
@@ -33,6 +33,15 @@ LAYOUT_HELP = {
         "(pathology normal/benign/malignant; masks binary PNG of the image's size; empty patient_id:\n"
         "the DICOM PatientID tag is used, hashed).\n\n"
         "example:\n  sum-monai datalist mammo data/mammo --out data/mammo/datalist.json",
+    ),
+    "mias": (
+        "mammography, mini-MIAS films (mdbNNN.pgm + Info.txt) as downloaded",
+        "DIR/Info.txt (the database README, one row per abnormality) and DIR/mdbNNN.pgm.\n"
+        "Label maps (0 background/normal tissue, 1 benign, 2 malignant) are drawn from the circles\n"
+        "(origin bottom-left) into FILE's folder (<FILE stem>_labels/), never into DIR; films of one\n"
+        "woman (2k-1 right, 2k left) stay together; films whose abnormalities have no coordinates\n"
+        "(diffuse calcifications) are left out and counted.\n\n"
+        "example:\n  sum-monai datalist mias ../shared/data/mias --out runs/mias/datalist.json --folds 5",
     ),
     "paired": (
         "images/ and labels/ matched by name",
@@ -112,7 +121,7 @@ def register(subparsers: Any) -> None:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    layouts = parser.add_subparsers(dest="layout", metavar="{busi,mammo,paired,msd}", required=True)
+    layouts = parser.add_subparsers(dest="layout", metavar="{busi,mammo,mias,paired,msd}", required=True)
     for name, (short, long) in LAYOUT_HELP.items():
         p = layouts.add_parser(
             name,

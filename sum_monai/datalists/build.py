@@ -21,6 +21,7 @@ from sum_monai.datalists.busi import scan_busi
 from sum_monai.datalists.cases import Case, Scan
 from sum_monai.datalists.ids import case_id, file_group_id, salt_source
 from sum_monai.datalists.mammo import scan_mammo
+from sum_monai.datalists.mias import scan_mias
 from sum_monai.datalists.msd import scan_msd
 from sum_monai.datalists.near_dups import DEFAULT_THRESHOLD, HASH_SIZE, THUMB_SIZE
 from sum_monai.datalists.paired import scan_paired
@@ -31,6 +32,7 @@ from sum_monai.errors import ConfigError, DataError
 LAYOUTS: dict[str, Callable[..., Scan]] = {
     "busi": scan_busi,
     "mammo": scan_mammo,
+    "mias": scan_mias,
     "paired": scan_paired,
     "msd": scan_msd,
 }
@@ -181,6 +183,8 @@ def build_datalist(
         raise ConfigError(
             f"layout {layout} has no option {', '.join(unknown)} (it takes {', '.join(sorted(known))})"
         )
+    if "label_dir" in known and layout_options.get("label_dir") is None:  # generated labels live beside the datalist
+        layout_options["label_dir"] = out.parent / f"{out.stem}_labels"
     scan = scanner(root, **layout_options)
     out_dir = out.parent
     all_entries = [_entry(case, scan, out_dir) for case in scan.cases]

@@ -7,7 +7,7 @@ file suffix (or "folder" for a DICOM series) and every file is opened the same w
 =====================  ===================  ==============================================
 input                  MONAI reader         geometry
 =====================  ===================  ==============================================
-``.png .jpg .jpeg``    ``PILReader``        pixel grid only (identity affine, spacing 1)
+``.png .jpg .pgm``     ``PILReader``        pixel grid only (identity affine, spacing 1)
 ``.dcm`` (one file)    ``PydicomReader``    from the DICOM tags (RAS affine); projection
                                             images (MG) without patient position: spacing
                                             from PixelSpacing, no affine
@@ -91,6 +91,7 @@ _REGISTRY: dict[str, ReaderSpec] = {
     ".png": ReaderSpec("PILReader", "PNG image", geometric=False),
     ".jpg": ReaderSpec("PILReader", "JPEG image", geometric=False),
     ".jpeg": ReaderSpec("PILReader", "JPEG image", geometric=False),
+    ".pgm": ReaderSpec("PILReader", "PGM image", geometric=False),
     ".dcm": ReaderSpec("PydicomReader", "DICOM file"),
     ".nii": ReaderSpec("NibabelReader", "NIfTI volume"),
     ".nii.gz": ReaderSpec("NibabelReader", "NIfTI volume"),

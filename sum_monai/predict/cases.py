@@ -38,7 +38,7 @@ from sum_monai.io.read import image_suffix, reader_spec
 
 __all__ = ["Case", "channel_folder_names", "find_cases"]
 
-SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".dcm")
+SUFFIXES_2D = (".png", ".jpg", ".jpeg", ".pgm", ".dcm")
 SUFFIXES_3D = (".nii", ".nii.gz", ".nrrd", ".nhdr")
 #: BUSI / CBIS-DDSM mask files, never cases.
 MASK_NAME = re.compile(r"_mask(_\d+)?$", re.IGNORECASE)

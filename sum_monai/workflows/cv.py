@@ -186,6 +186,69 @@ def run_folds(
     return fold_dirs
 
 
+@dataclass(frozen=True)
+class CVReport:
+    """Where the report of a cross-validation went, and its text."""
+
+    text: str
+    markdown: Path
+    json: Path
+    folds: list[int]
+
+
+def report_folds(bundle: str | Path | Bundle, out: str | Path, max_normal_fp: float = 0.15) -> CVReport:
+    """Predict every finished fold out of fold, score the post-processing levers, write and log the report.
+
+    Args:
+        bundle: the bundle of the CV.
+        out: the CV folder.
+        max_normal_fp: the operating point's budget of normal images with a predicted lesion.
+
+    Raises:
+        ConfigError: no CV in ``out`` or no finished fold.
+    """
+    from sum_monai.bundle.run import create_workflow
+    from sum_monai.scoring.report import detection_report, segmentation_report, write_report
+    from sum_monai.workflows.oof import load_oof, predict_out_of_fold
+
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    out = Path(out)
+    record = CVRecord.load(out)
+    if record is None:
+        raise ConfigError(f"{out}: not a cross-validation folder (no {CV_RECORD}); run `sum-monai cv` with --data first")
+    axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("mirror_axes")
+    oof_dir = predict_out_of_fold(bundle, out, mirror_axes=[int(a) for a in axes])
+    cases = load_oof(oof_dir)
+    lesions = load_datalist(Path(record.datalist)).get("meta", {}).get("lesions")
+    if lesions is not None:
+        report = detection_report(cases, lesions, out)
+    else:
+        report = segmentation_report(cases, out, max_normal_fp)
+    folds = report["folds"]
+    title = f"{bundle.name}: {len(folds)}-fold cross-validation, {report['cases']} out-of-fold cases ({out.name})"
+    js, md = write_report(report, out, title)
+    _log_parent(record, report, [js, md, *(p for p in (out / "trade_off.png", out / "froc.png") if p.is_file())])
+    return CVReport(f"{title}\n\n{report['table']}", md, js, folds)
+
+
+def _log_parent(record: CVRecord, report: dict[str, Any], artifacts: list[Path]) -> None:
+    """Mean and sd of the final figures as metrics of the MLflow parent run, the report as artifacts."""
+    import mlflow
+
+    from sum_monai.tracking.runs import log_artifacts
+
+    client = mlflow.MlflowClient(record.tracking_uri)
+    if report["kind"] == "segmentation":
+        mean_sd = report["rows"][-1]["mean_sd"]
+    else:
+        mean_sd = report["variants"][report["chosen"]]["mean_sd"]
+    for name, (mean, sd) in mean_sd.items():
+        if mean is not None:
+            client.log_metric(record.parent_run_id, f"cv_{name}_mean", float(mean))
+            client.log_metric(record.parent_run_id, f"cv_{name}_sd", float(sd))
+    log_artifacts(record.tracking_uri, record.parent_run_id, artifacts)
+
+
 def _config_epochs(bundle: Bundle, overrides: dict[str, Any]) -> int:
     """``epochs`` of the bundle's train config with ``overrides`` applied."""
     from sum_monai.bundle.run import create_workflow

@@ -1,0 +1,136 @@
+"""Predicted lesions as scored connected components, as MONAI transforms (``scripts.lesions.<Name>``).
+
+This file is synced from ``sum_monai/bundle/bundle_scripts/lesions.py``; edit it there.
+
+A segmentation network outputs class probabilities; a reader (and a CAD evaluation) thinks in
+lesions. :func:`scored_components` turns the argmax map into connected components, each with its
+score (the highest foreground probability inside it), its class (the foreground class with the
+highest mean probability inside it) and its size. :class:`KeepConfidentLesions` keeps the
+components whose score reaches ``threshold`` and whose size reaches ``min_fraction`` of the image:
+one rule that removes speckle islands and returns an empty mask for a lesion-free image (no
+component is confident enough), with the threshold chosen by cross-validation
+(``sum-monai cv``). MONAI's ``RemoveSmallObjects`` removes by size only and knows no
+probabilities, hence this transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, Transform
+from monai.utils import convert_to_numpy
+from scipy import ndimage
+
+__all__ = ["KeepConfidentLesions", "KeepConfidentLesionsd", "Lesion", "scored_components"]
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """One predicted lesion.
+
+    Attributes:
+        mask: boolean mask of the component (spatial shape of the image).
+        score: highest foreground probability inside it (sum over foreground classes).
+        label: its class (1.. number of classes - 1).
+        size: pixels / voxels.
+    """
+
+    mask: np.ndarray
+    score: float
+    label: int
+    size: int
+
+
+def scored_components(probs: Any, base_threshold: float = 0.5) -> list[Lesion]:
+    """Connected components of a probability map, scored.
+
+    Args:
+        probs: class probabilities ``(C, *spatial)`` with channel 0 the background (softmax
+            output), numpy or torch.
+        base_threshold: a pixel is lesion where the summed foreground probability reaches it
+            (0.5: the binary argmax).
+
+    Returns:
+        the components, largest score first.
+
+    Example:
+        >>> p = np.zeros((2, 8, 8), np.float32); p[0] = 1
+        >>> p[:, 1:3, 1:3] = [[[0.1]], [[0.9]]]
+        >>> [(round(c.score, 2), c.label, c.size) for c in scored_components(p)]
+        [(0.9, 1, 4)]
+    """
+    probs = convert_to_numpy(probs, dtype=np.float32)
+    foreground = probs[1:]
+    lesion_prob = foreground.sum(axis=0)
+    labels, n = ndimage.label(lesion_prob >= base_threshold)
+    out = []
+    for index in range(1, n + 1):
+        mask = labels == index
+        mean_per_class = foreground[:, mask].mean(axis=1)
+        out.append(Lesion(mask, float(lesion_prob[mask].max()), int(mean_per_class.argmax()) + 1, int(mask.sum())))
+    return sorted(out, key=lambda c: -c.score)
+
+
+class KeepConfidentLesions(Transform):
+    """Label map of the confident lesions of a probability map (background elsewhere).
+
+    Args:
+        threshold: keep a component when its score (highest foreground probability) reaches it;
+            0.5 keeps every component of the argmax.
+        min_fraction: and when its size reaches this fraction of the image (0: any size).
+        base_threshold: summed foreground probability that makes a pixel lesion.
+
+    Returns (``__call__``): a ``(1, *spatial)`` label map (float32, as ``AsDiscrete`` gives) whose
+    values are the component classes.
+
+    Example:
+        >>> p = torch.zeros(2, 8, 8); p[0] = 1; p[:, 0, 0] = torch.tensor([0.4, 0.6])
+        >>> p[:, 4:6, 4:6] = torch.tensor([0.05, 0.95])[:, None, None]
+        >>> KeepConfidentLesions(threshold=0.9)(p).sum().item()  # the weak pixel at (0, 0) is dropped
+        4.0
+    """
+
+    def __init__(self, threshold: float = 0.5, min_fraction: float = 0.0, base_threshold: float = 0.5) -> None:
+        self.threshold = float(threshold)
+        self.min_fraction = float(min_fraction)
+        self.base_threshold = float(base_threshold)
+
+    def __call__(self, probs: Any) -> Any:
+        array = convert_to_numpy(probs, dtype=np.float32)
+        out = np.zeros((1, *array.shape[1:]), dtype=np.float32)
+        min_size = self.min_fraction * float(np.prod(array.shape[1:]))
+        for lesion in scored_components(array, self.base_threshold):
+            if lesion.score >= self.threshold and lesion.size >= min_size:
+                out[0][lesion.mask] = lesion.label
+        if isinstance(probs, MetaTensor):
+            return MetaTensor(torch.as_tensor(out), meta=dict(probs.meta), applied_operations=list(probs.applied_operations))
+        if isinstance(probs, torch.Tensor):
+            return torch.as_tensor(out, device=probs.device)
+        return out
+
+
+class KeepConfidentLesionsd(MapTransform):
+    """Dictionary wrapper of :class:`KeepConfidentLesions` (probabilities in, label map out, same key)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        threshold: float = 0.5,
+        min_fraction: float = 0.0,
+        base_threshold: float = 0.5,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        super().__init__(keys, allow_missing_keys)
+        self.keep = KeepConfidentLesions(threshold, min_fraction, base_threshold)
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            d[key] = self.keep(d[key])
+        return d
