@@ -1,0 +1,85 @@
+"""``sum-monai cv`` end to end on tiny phantoms: folds trained and grouped in MLflow, out-of-fold report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from sum_monai.cli import main
+
+SMALL = ["--set", "image_size=32", "--set", "batch_size=4"]
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """A 2-fold, 1-epoch CV of the ultrasound bundle on 12 phantoms, and what the command printed."""
+    from sum_monai.phantoms import generate
+
+    root = tmp_path_factory.mktemp("cv")
+    generate("us", 12, root / "us", seed=5, size=(48, 48), progress=False)
+    folds = root / "folds.json"
+    assert main(["datalist", "busi", str(root / "us"), "--out", str(folds), "--folds", "2", "--no-progress"]) == 0
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    out = root / "cv"
+    import contextlib
+    import io
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        status = main(["cv", "--bundle", "breast_us_seg_2d", "--data", str(folds), "--output", str(out),
+                       "--epochs", "1", "--tracking-uri", uri, *SMALL])  # fmt: skip
+    assert status == 0
+    return out, uri, buffer.getvalue()
+
+
+def test_every_fold_is_trained_on_the_other_folds(cv_run: tuple[Path, str, str]) -> None:
+    out, _, _ = cv_run
+    for k in (0, 1):
+        fold = json.loads((out / f"fold{k}" / "datalist.json").read_text())
+        assert {c["fold"] for c in fold["validation"]} == {k} and {c["fold"] for c in fold["training"]} == {1 - k}
+        run = json.loads((out / f"fold{k}" / "run.json").read_text())
+        assert run["status"] == "finished"
+        assert run["overrides"]["val_interval"] == 1  # one validation, at the last epoch: no epoch picked on the fold
+
+
+def test_mlflow_groups_the_folds_under_a_parent_run_with_mean_and_sd(cv_run: tuple[Path, str, str]) -> None:
+    out, uri, _ = cv_run
+    client = mlflow.MlflowClient(uri)
+    parent_id = json.loads((out / "cv.json").read_text())["parent_run_id"]
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["workflow"] == "cv"
+    assert "cv_dice_mean" in parent.data.metrics and "cv_dice_sd" in parent.data.metrics
+    experiment = client.get_experiment_by_name("breast_us_seg_2d")
+    children = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{parent_id}'")
+    assert sorted(r.data.tags["cv_fold"] for r in children) == ["0", "1"]
+    artifacts = {a.path for a in client.list_artifacts(parent_id)}
+    assert {"cv_report.json", "cv_report.md", "trade_off.png"} <= artifacts
+
+
+def test_report_prints_mean_and_sd_per_lever_from_out_of_fold_cases(cv_run: tuple[Path, str, str]) -> None:
+    out, _, printed = cv_run
+    report = json.loads((out / "cv_report.json").read_text())
+    assert report["folds"] == [0, 1] and report["cases"] == 12
+    assert len(list((out / "oof").glob("*.npz"))) == 12
+    names = [r["name"] for r in report["rows"]]
+    assert names[:3] == ["argmax", "+ mirror pass", "+ islands < 0.2 % dropped"] and "nested CV" in names[3]
+    last = report["rows"][-1]
+    assert set(last["thresholds"]) == {"0", "1"}
+    for row in report["rows"]:
+        per_fold = [v for v in row["per_fold"]["dice"] if v is not None]
+        assert len(row["per_fold"]["dice"]) == 2 and all(0.0 <= v <= 1.0 for v in per_fold)
+    assert "lesion Dice" in printed and "+-" in printed
+
+
+def test_rerun_skips_finished_folds_and_refuses_another_recipe(cv_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    out, uri, _ = cv_run
+    before = (out / "fold0" / "models" / "model.pt").stat().st_mtime_ns
+    data = json.loads((out / "cv.json").read_text())["datalist"]
+    assert main(["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--output", str(out), "--epochs", "1",
+                 "--tracking-uri", uri, *SMALL]) == 0  # fmt: skip
+    assert (out / "fold0" / "models" / "model.pt").stat().st_mtime_ns == before
+    assert main(["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--output", str(out), "--epochs", "2",
+                 "--tracking-uri", uri, *SMALL]) == 2  # fmt: skip
