@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
-from monai.utils import convert_to_numpy
+from monai.utils import convert_to_dst_type, convert_to_numpy
 from scipy import ndimage
 
 __all__ = ["KeepConfidentLesions", "KeepConfidentLesionsd", "Lesion", "scored_components"]
@@ -86,8 +85,8 @@ class KeepConfidentLesions(Transform):
         min_fraction: and when its size reaches this fraction of the image (0: any size).
         base_threshold: summed foreground probability that makes a pixel lesion.
 
-    Returns (``__call__``): a ``(1, *spatial)`` label map (float32, as ``AsDiscrete`` gives) whose
-    values are the component classes.
+    Returns (``__call__``): a ``(1, *spatial)`` uint8 label map whose values are the component
+    classes (as ``AsDiscreted(argmax=True, dtype=torch.uint8)`` gives).
 
     Example:
         >>> p = torch.zeros(2, 8, 8); p[0] = 1; p[:, 0, 0] = torch.tensor([0.4, 0.6])
@@ -103,15 +102,13 @@ class KeepConfidentLesions(Transform):
 
     def __call__(self, probs: Any) -> Any:
         array = convert_to_numpy(probs, dtype=np.float32)
-        out = np.zeros((1, *array.shape[1:]), dtype=np.float32)
+        out = np.zeros((1, *array.shape[1:]), dtype=np.uint8)
         min_size = self.min_fraction * float(np.prod(array.shape[1:]))
         for lesion in scored_components(array, self.base_threshold):
             if lesion.score >= self.threshold and lesion.size >= min_size:
                 out[0][lesion.mask] = lesion.label
-        if isinstance(probs, MetaTensor):
-            return MetaTensor(torch.as_tensor(out), meta=dict(probs.meta), applied_operations=list(probs.applied_operations))
-        if isinstance(probs, torch.Tensor):
-            return torch.as_tensor(out, device=probs.device)
+        if isinstance(probs, torch.Tensor):  # MetaTensor in, MetaTensor out (meta and trace kept), as MONAI transforms do
+            return convert_to_dst_type(out, dst=probs, dtype=torch.uint8)[0]
         return out
 
 
