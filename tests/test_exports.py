@@ -137,7 +137,7 @@ def test_exports_follow_variables_that_shape_the_network(tmp_path: Path) -> None
     (configs/ddsm_tissue.json) must still export (it failed at the end of a real 50-epoch run)."""
     from sum_monai.bundle.export import export_onnx, export_torchscript
 
-    tissue = {"num_classes": 4, "network_def#features": [8, 8, 16, 32, 64, 8]}
+    tissue = {"num_classes": 4, "network_def#channels": [8, 16, 32, 64, 128]}
     bundle = Bundle.find("mammo_seg_2d")
     torch.manual_seed(0)
     net = create_workflow(bundle, "inference", tissue).parser.get_parsed_content("network_def").eval()

@@ -371,7 +371,7 @@ REAL_RUNS: dict[str, dict[str, Any]] = {
     "mammo_seg_2d": {
         "phantoms": ("mammo", 8, {"size": (192, 128), "lesion_size": (0.15, 0.25)}),
         "epochs": 8,
-        "overrides": {"image_size": 64, "network_def#features": [16, 16, 32, 64, 128, 16], "batch_size": 2,
+        "overrides": {"image_size": 64, "network_def#channels": [8, 16, 32, 64, 128], "batch_size": 2,
                       "val_interval": 1, "learning_rate": 0.01},
     },
 }  # fmt: skip
