@@ -46,14 +46,12 @@ class Lesion:
     size: int
 
 
-def scored_components(probs: Any, base_threshold: float = 0.5) -> list[Lesion]:
-    """Connected components of a probability map, scored.
+def scored_components(probs: Any) -> list[Lesion]:
+    """Connected components of the argmax of a probability map, scored.
 
     Args:
         probs: class probabilities ``(C, *spatial)`` with channel 0 the background (softmax
-            output), numpy or torch.
-        base_threshold: a pixel is lesion where the summed foreground probability reaches it
-            (0.5: the binary argmax).
+            output), numpy or torch. A pixel is lesion where the argmax is not the background.
 
     Returns:
         the components, largest score first.
@@ -67,7 +65,7 @@ def scored_components(probs: Any, base_threshold: float = 0.5) -> list[Lesion]:
     probs = convert_to_numpy(probs, dtype=np.float32)
     foreground = probs[1:]
     lesion_prob = foreground.sum(axis=0)
-    labels, n = ndimage.label(lesion_prob >= base_threshold)
+    labels, n = ndimage.label(probs.argmax(axis=0) > 0)
     out = []
     for index in range(1, n + 1):
         mask = labels == index
@@ -80,10 +78,9 @@ class KeepConfidentLesions(Transform):
     """Label map of the confident lesions of a probability map (background elsewhere).
 
     Args:
-        threshold: keep a component when its score (highest foreground probability) reaches it;
-            0.5 keeps every component of the argmax.
+        threshold: keep a component when its score (highest summed foreground probability)
+            reaches it; 0.5 keeps every component of the argmax (of two classes: every one).
         min_fraction: and when its size reaches this fraction of the image (0: any size).
-        base_threshold: summed foreground probability that makes a pixel lesion.
 
     Returns (``__call__``): a ``(1, *spatial)`` uint8 label map whose values are the component
     classes (as ``AsDiscreted(argmax=True, dtype=torch.uint8)`` gives).
@@ -92,19 +89,18 @@ class KeepConfidentLesions(Transform):
         >>> p = torch.zeros(2, 8, 8); p[0] = 1; p[:, 0, 0] = torch.tensor([0.4, 0.6])
         >>> p[:, 4:6, 4:6] = torch.tensor([0.05, 0.95])[:, None, None]
         >>> KeepConfidentLesions(threshold=0.9)(p).sum().item()  # the weak pixel at (0, 0) is dropped
-        4.0
+        4
     """
 
-    def __init__(self, threshold: float = 0.5, min_fraction: float = 0.0, base_threshold: float = 0.5) -> None:
+    def __init__(self, threshold: float = 0.5, min_fraction: float = 0.0) -> None:
         self.threshold = float(threshold)
         self.min_fraction = float(min_fraction)
-        self.base_threshold = float(base_threshold)
 
     def __call__(self, probs: Any) -> Any:
         array = convert_to_numpy(probs, dtype=np.float32)
         out = np.zeros((1, *array.shape[1:]), dtype=np.uint8)
         min_size = self.min_fraction * float(np.prod(array.shape[1:]))
-        for lesion in scored_components(array, self.base_threshold):
+        for lesion in scored_components(array):
             if lesion.score >= self.threshold and lesion.size >= min_size:
                 out[0][lesion.mask] = lesion.label
         if isinstance(probs, torch.Tensor):  # MetaTensor in, MetaTensor out (meta and trace kept), as MONAI transforms do
@@ -120,11 +116,10 @@ class KeepConfidentLesionsd(MapTransform):
         keys: KeysCollection,
         threshold: float = 0.5,
         min_fraction: float = 0.0,
-        base_threshold: float = 0.5,
         allow_missing_keys: bool = False,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.keep = KeepConfidentLesions(threshold, min_fraction, base_threshold)
+        self.keep = KeepConfidentLesions(threshold, min_fraction)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
