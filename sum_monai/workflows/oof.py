@@ -58,41 +58,75 @@ class OOFCase:
         return np.concatenate([background, foreground])
 
 
-def _fold_parts(bundle: Bundle, fold_dir: Path) -> tuple[Any, Any, Any, Any]:
-    """(load, net_input, network, network_input_transform) of a fold run, from its own configs."""
-    from monai.transforms import Compose
+@dataclass
+class GridPredictor:
+    """A bundle's loading, network-input transforms and network, giving probabilities on the loaded grid.
 
-    from sum_monai.bundle.run import create_workflow
-    from sum_monai.bundle.weights import load_checked_state_dict
-    from sum_monai.workflows.rundir import RunRecord
+    The loaded grid is what ``load_transforms`` (and ``label_transforms``) give: the file's pixel
+    grid (mirrored where the mammography loading turns the breast), on which the reference label
+    is read too. Built from the bundle's evaluate workflow with ``overrides`` (a run's recipe).
 
-    record = RunRecord.load(fold_dir)
-    overrides = {**record.overrides, "device": "$torch.device('cpu')"}
-    parser = create_workflow(bundle, "evaluate", overrides).parser
-    load = parser.get_parsed_content("load_transforms") + (
-        parser.get_parsed_content("label_transforms") if "label_transforms" in parser else []
-    )
-    to_net = Compose(parser.get_parsed_content("intensity_transforms") + parser.get_parsed_content("spatial_transforms"))
-    network = parser.get_parsed_content("network_def")
-    state = load_checked_state_dict(bundle, fold_dir / "models" / "model.pt", overrides=record.overrides, workflow="evaluate")
-    network.load_state_dict(state)
-    network.eval()
-    return Compose(load), to_net, network, parser
+    Attributes:
+        load: loading (and label) transforms.
+        to_net: intensity and spatial transforms to the network's input; inverted on the output.
+        network: the network with the weights loaded, in eval mode.
+        inferer: the bundle's own inferer (``validate#inferer``: its mirror pass, fold ensemble),
+            used by :meth:`bundle_probabilities`.
+    """
 
+    load: Any
+    to_net: Any
+    network: Any
+    inferer: Any
 
-def _predict(network: Any, image: Any, mirror_axes: Sequence[int]) -> tuple[Any, Any]:
-    """Softmax of the network on one image (C x ...), plainly and averaged with its mirror images."""
-    import torch
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, weights: Path, overrides: dict[str, Any] | None = None) -> GridPredictor:
+        """Build it on the CPU from ``bundle`` with ``overrides``, loading ``weights`` (checked first)."""
+        from monai.transforms import Compose
 
-    with torch.no_grad():
-        x = image.unsqueeze(0).as_tensor() if hasattr(image, "as_tensor") else image.unsqueeze(0)
-        logits = network(x)
-        total = logits.clone()
-        for axis in mirror_axes:
-            total += torch.flip(network(torch.flip(x, dims=(axis + 2,))), dims=(axis + 2,))
-        plain = torch.softmax(logits, 1)[0]
-        mirrored = torch.softmax(total / (1 + len(mirror_axes)), 1)[0]
-    return plain, mirrored
+        from sum_monai.bundle.run import as_override_path, create_workflow
+        from sum_monai.bundle.weights import load_checked_state_dict
+
+        run = {**(overrides or {}), "ckpt_path": as_override_path(weights), "device": "$torch.device('cpu')"}
+        parser = create_workflow(bundle, "evaluate", run).parser
+        load = parser.get_parsed_content("load_transforms") + (
+            parser.get_parsed_content("label_transforms") if "label_transforms" in parser else []
+        )
+        to_net = Compose(parser.get_parsed_content("intensity_transforms") + parser.get_parsed_content("spatial_transforms"))
+        network = parser.get_parsed_content("network_def")
+        network.load_state_dict(load_checked_state_dict(bundle, weights, overrides=overrides, workflow="evaluate"))
+        network.eval()
+        return cls(Compose(load), to_net, network, parser.get_parsed_content("validate#inferer"))
+
+    def loaded(self, case: dict[str, Any]) -> dict[str, Any]:
+        """The case as the bundle loads it (image, label)."""
+        return self.load({k: v for k, v in case.items() if k in ("image", "label", "lesion_class")})
+
+    def _to_grid(self, outputs: Any, net_in: Any) -> np.ndarray:
+        import torch
+
+        return _back_to_loaded_grid(torch.softmax(outputs, 1)[0], net_in, self.to_net)
+
+    def probabilities(self, loaded: dict[str, Any], mirror_axes: Sequence[int]) -> dict[str, np.ndarray]:
+        """Class probabilities ``(C, *loaded grid)``: ``plain`` and ``mirror`` (logits averaged with the mirror images)."""
+        import torch
+
+        net_in = self.to_net({"image": loaded["image"]})["image"]
+        with torch.no_grad():
+            x = net_in.unsqueeze(0).as_tensor()
+            logits = self.network(x)
+            total = logits.clone()
+            for axis in mirror_axes:
+                total += torch.flip(self.network(torch.flip(x, dims=(axis + 2,))), dims=(axis + 2,))
+            return {"plain": self._to_grid(logits, net_in), "mirror": self._to_grid(total / (1 + len(mirror_axes)), net_in)}
+
+    def bundle_probabilities(self, loaded: dict[str, Any]) -> np.ndarray:
+        """Class probabilities ``(C, *loaded grid)`` through the bundle's own inferer (what it ships)."""
+        import torch
+
+        net_in = self.to_net({"image": loaded["image"]})["image"]
+        with torch.no_grad():
+            return self._to_grid(self.inferer(net_in.unsqueeze(0).as_tensor(), self.network), net_in)
 
 
 def _back_to_loaded_grid(probs: Any, net_image: Any, to_net: Any) -> np.ndarray:
@@ -116,26 +150,22 @@ def predict_fold(
     Returns:
         the number of cases predicted now.
     """
+    from tqdm import tqdm
+
+    from sum_monai.workflows.rundir import RunRecord
+
     todo = [c for c in cases if not (out_dir / f"{c['case_id']}.npz").is_file()]
     if not todo:
         return 0
-    load, to_net, network, _ = _fold_parts(bundle, fold_dir)
-    from tqdm import tqdm
-
+    predictor = GridPredictor.from_bundle(bundle, fold_dir / "models" / "model.pt", RunRecord.load(fold_dir).overrides)
     for case in tqdm(todo, desc=f"fold {fold} out-of-fold", disable=not progress):
-        loaded = load({k: v for k, v in case.items() if k in ("image", "label", "lesion_class")})
-        net_in = to_net({"image": loaded["image"]})["image"]
-        plain, mirrored = _predict(network, net_in, mirror_axes)
-        arrays = {
-            name: np.round(_back_to_loaded_grid(p, net_in, to_net)[1:] * 255).clip(0, 255).astype(np.uint8)
-            for name, p in (("plain", plain), ("mirror", mirrored))
-        }
+        loaded = predictor.loaded(case)
+        probs = predictor.probabilities(loaded, mirror_axes)
+        arrays = {name: np.round(p[1:] * 255).clip(0, 255).astype(np.uint8) for name, p in probs.items()}
         label = np.asarray(loaded["label"])[0].astype(np.uint8) if "label" in loaded else None
+        flipped = bool(getattr(loaded["image"], "meta", {}).get("orient_flipped", False))
         with atomic_path(out_dir / f"{case['case_id']}.npz") as tmp, open(tmp, "wb") as f:
-            flipped = bool(getattr(loaded["image"], "meta", {}).get("orient_flipped", False))
-            np.savez_compressed(
-                f, label=label, fold=fold, cls=str(case.get("class", "")), flipped=flipped, **arrays
-            )
+            np.savez_compressed(f, label=label, fold=fold, cls=str(case.get("class", "")), flipped=flipped, **arrays)
     return len(todo)
 
 
