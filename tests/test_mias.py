@@ -126,3 +126,31 @@ def test_predict_reads_a_pgm_film(mias: Path) -> None:
     assert image.spatial_shape == (1024, 1024) and image.channels == 1
     raw = np.asarray(Image.open(mias / "mdb001.pgm"))  # (rows, columns)
     assert np.array_equal(image.numpy()[0], raw.T)  # MONAI's 2D layout (W, H), 8-bit values kept
+
+
+def test_tiny_training_and_cad_evaluation_on_real_films(mias_subset: Path, tmp_path: Path) -> None:
+    """Two epochs on six films at 64 px, then `sum-monai evaluate` prints the CAD figures of the mias layout."""
+    import contextlib
+    import io
+
+    datalist = tmp_path / "dl" / "mias.json"
+    assert main(["datalist", "mias", str(mias_subset), "--out", str(datalist), "--folds", "3", "--no-progress"]) == 0
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    small = ["--config", "configs/mias.json", "--set", "image_size=64", "--set", "batch_size=2",
+             "--set", "network_def#channels=[8,16,32,64,128]",
+             "--set", 'train#random_transforms#0#spatial_size=[32,32]']  # fmt: skip
+    repo = Path(__file__).resolve().parents[1]
+    with contextlib.chdir(repo):
+        assert main(["train", "--bundle", "mammo_seg_2d", "--data", str(datalist), "--output", str(tmp_path / "run"),
+                     "--epochs", "2", "--tracking-uri", uri, *small]) == 0  # fmt: skip
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = main(["evaluate", "--bundle", "mammo_seg_2d", "--run", str(tmp_path / "run"), "--data", str(datalist),
+                       "--split", "all", "--output", str(tmp_path / "eval"), "--tracking-uri", uri])  # fmt: skip
+    assert status == 0
+    text = printed.getvalue()
+    assert "lesion detection at the bundle's lesion_threshold 0.5 (5 lesions, 6 films)" in text
+    assert "FROC:" in text and "balanced accuracy" in text
+    summary = json.loads((tmp_path / "eval" / "summary_detection.json").read_text())["detection"]
+    assert sum(map(sum, summary["confusion"])) == 6 and 0.0 <= summary["sensitivity"] <= 1.0
+    assert (tmp_path / "eval" / "froc.png").is_file()

@@ -151,19 +151,22 @@ NORMAL_BUDGET = 0.30
 GROUPS = ("mass", "calcification", "other")
 
 
-def circles_of(case: OOFCase, lesions: dict[str, list[dict[str, Any]]]) -> list[Circle]:
-    """Reference circles of a case on its loaded grid (array axes: column, row; mirrored when flipped)."""
-    width = case.label.shape[0]
+def circles_of(case_id: str, width: int, flipped: bool, lesions: dict[str, list[dict[str, Any]]]) -> list[Circle]:
+    """Reference circles of a case on its loaded grid (array axes: column, row; mirrored when the
+    loading flipped the film, ``width`` columns wide)."""
     out = []
-    for lesion in lesions.get(case.case_id, []):
-        col = width - 1 - lesion["col"] if case.flipped else lesion["col"]
+    for lesion in lesions.get(case_id, []):
+        col = width - 1 - lesion["col"] if flipped else lesion["col"]
         out.append(Circle((float(col), float(lesion["row"])), float(lesion["radius"]), lesion["group"], lesion["severity"]))
     return out
 
 
 def film_results(cases: Sequence[OOFCase], lesions: dict[str, list[dict[str, Any]]], mirror: bool) -> list[FilmResult]:
     """Scored components of every film against its circles."""
-    return [film_result(c.case_id, c.fold, c.cls, circles_of(c, lesions), c.probs(mirror)) for c in cases]
+    return [
+        film_result(c.case_id, c.fold, c.cls, circles_of(c.case_id, c.label.shape[0], c.flipped, lesions), c.probs(mirror))
+        for c in cases
+    ]
 
 
 def _pick_detection_threshold(films: Sequence[FilmResult]) -> float:

@@ -37,7 +37,7 @@ def load_datalist(path: Path) -> dict:
 
 
 def detect_layout(root: Path) -> str:
-    """Name of the dataset layout of folder ``root`` (``busi``, ``mammo``, ``msd`` or ``paired``).
+    """Name of the dataset layout of folder ``root`` (``busi``, ``mammo``, ``mias``, ``msd`` or ``paired``).
 
     Raises:
         DataError: when the folder matches none of them.
@@ -46,6 +46,8 @@ def detect_layout(root: Path) -> str:
         return "busi"
     if (root / "cases.csv").is_file():
         return "mammo"
+    if (root / "Info.txt").is_file() and any(root.glob("mdb*.pgm")):
+        return "mias"
     if (root / "dataset.json").is_file() or (root / "imagesTr").is_dir():
         return "msd"
     if (root / "images").is_dir() and (root / "labels").is_dir():
@@ -53,7 +55,7 @@ def detect_layout(root: Path) -> str:
     raise DataError(
         root,
         "not a dataset folder in a known layout: expected benign/ malignant/ normal/ (BUSI), cases.csv "
-        "(mammography), imagesTr/ + dataset.json (Decathlon) or images/ + labels/ (paired); "
+        "(mammography), Info.txt + mdbNNN.pgm (mini-MIAS), imagesTr/ + dataset.json (Decathlon) or images/ + labels/ (paired); "
         "or pass a datalist JSON made with `sum-monai datalist`",
     )
 

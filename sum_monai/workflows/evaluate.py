@@ -142,6 +142,7 @@ def evaluate(
 
     datalist = prepare_datalist(Path(data), out, seed=seed, require=())
     content = load_datalist(datalist)
+    lesions = content.get("meta", {}).get("lesions")  # reference circles (mini-MIAS): CAD figures too
     base = datalist.resolve().parent
     if split == "all":  # one list of every case, with absolute paths as the file moves
         content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
@@ -217,19 +218,43 @@ def evaluate(
     table = format_summary({k: v for k, v in summary.items() if k != "normal_images"}, metric_cols)
     if normal_cases:
         table += f"\nnormal images with any predicted lesion: {fp_images}/{normal_cases} ({100 * fp_images / normal_cases:.1f} %)"
+    if lesions is not None:
+        from sum_monai.workflows.detection import score_detection
+
+        threshold = float(wf.parser.get_parsed_content("lesion_threshold")) if "lesion_threshold" in wf.parser else 0.5
+        detection = score_detection(
+            bundle, weights, [absolute_paths(c, base) for c in cases], lesions, merged, threshold, out
+        )
+        summary["detection"] = {k: v for k, v in detection.items() if k != "table"}
+        table += "\n" + detection["table"]
+        write_json(summary, out / "summary_detection.json")
     atomic_write_text(out / "summary.txt", table + "\n")
 
     overlays = _overlays(wf, cases, images, root, preds, per_case, out / "overlays.png", max_overlays)
     mlflow_run = find_run(uri, bundle.name, run_name)
     run_id = mlflow_run.info.run_id if mlflow_run else ""
     if run_id:
-        log_artifacts(uri, run_id, [p for p in (per_case_csv, summary_json, out / "summary.txt", overlays) if p])
+        log_artifacts(uri, run_id, [p for p in (per_case_csv, summary_json, out / "summary.txt", overlays, out / "froc.png") if p])
+        if "detection" in summary:
+            _log_detection_metrics(uri, run_id, summary["detection"])
         log_artifacts(uri, run_id, sorted(out.glob("*_raw.csv")) + sorted(out.glob("*_summary.csv")), "metrics")
         tags = {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "evaluate", "split": split}
         if record and record.mlflow_run_id:
             tags["source_run_id"] = record.mlflow_run_id
         set_tags(uri, run_id, tags)
     return EvalResult(out, per_case_csv, summary_json, overlays, summary, table, run_id, uri)
+
+
+def _log_detection_metrics(uri: str, run_id: str, detection: dict[str, Any]) -> None:
+    """CAD figures as MLflow metrics of the evaluation run."""
+    import mlflow
+
+    client = mlflow.MlflowClient(uri)
+    for key in ("sensitivity", "sensitivity_mass", "sensitivity_calcification", "sensitivity_other", "fp_per_film",
+                "balanced_accuracy", "normal_with_lesion", "malignant_auc"):  # fmt: skip
+        value = detection.get(key)
+        if isinstance(value, float) and not math.isnan(value):
+            client.log_metric(run_id, f"detection_{key}", value)
 
 
 def _load_array(path: Path) -> np.ndarray:
