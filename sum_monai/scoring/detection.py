@@ -74,7 +74,7 @@ def film_result(case_id: str, fold: int, truth: str, circles: Sequence[Circle], 
     shape = probs.shape[1:]
     discs = [c.disc(shape) for c in circles]
     candidates = tuple(
-        Candidate(c.score, c.label, tuple(i for i, d in enumerate(discs) if (d & c.mask).any()))
+        Candidate(c.score, c.label, tuple(i for i, d in enumerate(discs) if c.touches(d)))
         for c in scored_components(probs)
     )
     malignant = float(probs[2].max()) if probs.shape[0] > 2 else 0.0

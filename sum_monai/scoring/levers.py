@@ -67,7 +67,7 @@ class ComponentCache:
         min_size = pp.min_fraction * case.label.size
         for lesion in self.components(case, pp.mirror):
             if lesion.score >= pp.threshold and lesion.size >= min_size:
-                out |= lesion.mask
+                lesion.paint(out)
         return out
 
     def scores(self, pp: PostProcessing, hd95: bool = True, cases: Sequence[OOFCase] | None = None) -> list[CaseScore]:

@@ -34,16 +34,27 @@ class Lesion:
     """One predicted lesion.
 
     Attributes:
-        mask: boolean mask of the component (spatial shape of the image).
+        slices: its bounding box in the image (``ndimage.find_objects``).
+        local: boolean mask of the component inside the bounding box.
         score: highest foreground probability inside it (sum over foreground classes).
         label: its class (1.. number of classes - 1).
         size: pixels / voxels.
     """
 
-    mask: np.ndarray
+    slices: tuple[slice, ...]
+    local: np.ndarray
     score: float
     label: int
     size: int
+
+    def paint(self, out: np.ndarray, value: Any = True) -> np.ndarray:
+        """Write ``value`` into ``out`` (the image's spatial shape) where the component is."""
+        out[self.slices][self.local] = value
+        return out
+
+    def touches(self, other: np.ndarray) -> bool:
+        """Whether the component overlaps the boolean mask ``other`` (the image's spatial shape)."""
+        return bool(other[self.slices][self.local].any())
 
 
 def scored_components(probs: Any) -> list[Lesion]:
@@ -65,12 +76,15 @@ def scored_components(probs: Any) -> list[Lesion]:
     probs = convert_to_numpy(probs, dtype=np.float32)
     foreground = probs[1:]
     lesion_prob = foreground.sum(axis=0)
-    labels, n = ndimage.label(probs.argmax(axis=0) > 0)
+    labels, _ = ndimage.label(probs.argmax(axis=0) > 0)
     out = []
-    for index in range(1, n + 1):
-        mask = labels == index
-        mean_per_class = foreground[:, mask].mean(axis=1)
-        out.append(Lesion(mask, float(lesion_prob[mask].max()), int(mean_per_class.argmax()) + 1, int(mask.sum())))
+    for index, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        local = labels[box] == index
+        mean_per_class = foreground[(slice(None), *box)][:, local].mean(axis=1)
+        score = float(lesion_prob[box][local].max())
+        out.append(Lesion(box, local, score, int(mean_per_class.argmax()) + 1, int(local.sum())))
     return sorted(out, key=lambda c: -c.score)
 
 
@@ -102,7 +116,7 @@ class KeepConfidentLesions(Transform):
         min_size = self.min_fraction * float(np.prod(array.shape[1:]))
         for lesion in scored_components(array):
             if lesion.score >= self.threshold and lesion.size >= min_size:
-                out[0][lesion.mask] = lesion.label
+                lesion.paint(out[0], lesion.label)
         if isinstance(probs, torch.Tensor):  # MetaTensor in, MetaTensor out (meta and trace kept), as MONAI transforms do
             return convert_to_dst_type(out, dst=probs, dtype=torch.uint8)[0]
         return out
