@@ -27,7 +27,7 @@ from sum_monai.cli import main
 #: Small, fast settings of each bundle (the networks are size-agnostic).
 OVERRIDES = {
     # the random-init weights below give speckled masks that the bundle's island filter would empty
-    "breast_us_seg_2d": {"image_size": 64, "min_island_fraction": 0.0},
+    "breast_us_seg_2d": {"image_size": 64, "min_lesion_fraction": 0.0},
     "mammo_seg_2d": {"image_size": 128},
     "breast_mri_seg_3d": {"roi_size": [32, 32, 16]},
 }

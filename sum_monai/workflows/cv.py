@@ -216,7 +216,7 @@ def report_folds(bundle: str | Path | Bundle, out: str | Path, max_normal_fp: fl
     record = CVRecord.load(out)
     if record is None:
         raise ConfigError(f"{out}: not a cross-validation folder (no {CV_RECORD}); run `sum-monai cv` with --data first")
-    axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("mirror_axes")
+    axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")
     oof_dir = predict_out_of_fold(bundle, out, mirror_axes=[int(a) for a in axes])
     cases = load_oof(oof_dir)
     lesions = load_datalist(Path(record.datalist)).get("meta", {}).get("lesions")

@@ -1,8 +1,10 @@
 """Flip test-time augmentation as a MONAI inferer, used from the configs as ``scripts.tta.FlipTTAInferer``.
 
+This file is synced from ``sum_monai/bundle/bundle_scripts/tta.py``; edit it there.
+
 The network sees the image and its mirror images; the mirrored outputs are flipped back and the
-logits averaged. On the BUSI validation split this lifted the lesion Dice of the shipped weights
-by about 0.01 at twice the inference cost (see docs/README.md). MONAI's ``TestTimeAugmentation``
+logits averaged (no axes: the plain network). Whether a bundle mirrors is its ``mirror_axes``,
+chosen by cross-validation (``sum-monai cv``, see each model card). MONAI's ``TestTimeAugmentation``
 targets uncertainty estimation with random transforms and inversion per sample; a deterministic
 flip needs none of that, hence this small inferer.
 """
