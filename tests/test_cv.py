@@ -84,3 +84,39 @@ def test_rerun_skips_finished_folds_and_refuses_another_recipe(cv_run: tuple[Pat
     assert (out / "fold0" / "models" / "model.pt").stat().st_mtime_ns == before
     assert main(["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--output", str(out), "--epochs", "2",
                  "--tracking-uri", uri, *SMALL]) == 2  # fmt: skip
+
+
+def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    import torch
+
+    from sum_monai.bundle.from_cv import package_cv
+    from sum_monai.bundle.locate import Bundle
+    from sum_monai.bundle.run import create_workflow
+
+    out, _, _ = cv_run
+    packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
+    models = packaged.root / "models"
+    assert sorted(p.name for p in models.iterdir()) == ["fold1.pt", "model.pt", "model.ts"]
+    assert models.joinpath("model.pt").read_bytes() == (out / "fold0" / "models" / "model.pt").read_bytes()
+    report = json.loads((out / "cv_report.json").read_text())
+    parser = create_workflow(Bundle(packaged.root), "inference").parser
+    assert parser["lesion_threshold"] == report["chosen"]["threshold"]
+    assert parser["mirror_axes"] == ([0] if report["chosen"]["mirror"] else [])
+    assert parser["image_size"] == 32  # the CV's recipe is baked in
+    meta = packaged.metadata
+    assert meta["version"] == "9.9.9" and meta["eval_metrics"]["cases"] == 12
+    assert set(meta["eval_metrics"]["figures"]) >= {"dice", "normal_fp"}
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(models / "model.ts"), _extra_files=extra)
+    assert json.loads(extra["metadata.json"])["version"] == "9.9.9"  # TorchScript carries the bundle's metadata
+    # the ensemble inferer averages the softmax of both fold models
+    inferer = parser.get_parsed_content("inferer")
+    net = parser.get_parsed_content("network_def").eval()
+    net.load_state_dict(torch.load(models / "model.pt", weights_only=True))
+    other = parser.get_parsed_content("network_def").eval()
+    other.load_state_dict(torch.load(models / "fold1.pt", weights_only=True))
+    x = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tta = parser.get_parsed_content("inferer#inferer")
+        expected = (torch.softmax(tta(x, net), 1) + torch.softmax(tta(x, other), 1)) / 2
+        torch.testing.assert_close(torch.softmax(inferer(x, net), 1), expected, atol=1e-5, rtol=1e-4)

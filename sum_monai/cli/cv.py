@@ -14,6 +14,7 @@ examples:
   sum-monai cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \\
       --config configs/busi_aug_nnunet.json --output runs/cv/busi_aug   # one lever more
   sum-monai cv ... --folds 0,1          # only these folds (others later, into the same --output)
+  sum-monai cv ... --no-train --package runs/cv/busi_bundle --version 0.4.0   # the fold ensemble as a bundle
 
 Fold k trains on the other folds into OUTPUT/fold<k>/ and is scored on fold k with the weights of
 its last epoch (no epoch is picked on the fold's own images). Rerunning the same command skips
@@ -45,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="operating point: the lesion score threshold is the smallest whose normal images with a predicted "
         "lesion stay within SHARE on the other folds (default 0.15)",
     )  # fmt: skip
+    p.add_argument(
+        "--package", metavar="DIR",
+        help="write DIR as one bundle: the fold models as an ensemble, the CV's recipe, post-processing and figures",
+    )  # fmt: skip
+    p.add_argument("--version", help="with --package: the packaged bundle's version")
+    p.add_argument("--changelog", help="with --package: its changelog entry")
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -61,4 +68,10 @@ def run(args: argparse.Namespace) -> int:
     report = report_folds(args.bundle, args.output, max_normal_fp=args.max_normal_fp)
     print(report.text)
     print(f"\nwrote {report.markdown} and {report.json}")
+    if args.package:
+        from sum_monai.bundle.from_cv import package_cv
+
+        packaged = package_cv(args.bundle, args.output, args.package, version=args.version, changelog=args.changelog)
+        members = sorted(p.name for p in (packaged.root / "models").glob("*.pt"))
+        print(f"packaged {packaged.root}: {', '.join(members)} + model.ts (version {packaged.version})")
     return 0
