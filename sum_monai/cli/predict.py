@@ -74,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a bundle config value, e.g. --set image_size=128 (repeatable)",
     )  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument(
+        "--overlays", action="store_true",
+        help="also draw overlays.png: the predicted 2D cases with their mask outlines (up to 16)",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -97,6 +101,13 @@ def run(args: argparse.Namespace) -> int:
         pixel_spacing=tuple(args.pixel_spacing) if args.pixel_spacing else None, progress=args.progress,
     )  # fmt: skip
     ok = len(report.records) - len(report.failed)
+    if args.overlays:
+        from sum_monai.bundle.locate import Bundle
+        from sum_monai.predict.overview import write_prediction_overlays
+
+        picture = write_prediction_overlays(Bundle.find(args.bundle), report.records, report.output_dir)
+        if picture is not None:
+            print(f"overlays {picture}")
     print_table(
         [
             (
