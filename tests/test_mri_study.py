@@ -27,7 +27,7 @@ BUNDLE = Bundle.find("breast_mri_seg_3d")
 SIZE, SPACING = (48, 40, 16), (1.6, 1.6, 2.5)
 #: small phantoms: 48 x 40 x 16 voxels of 1.6 x 1.6 x 2.5 mm (77 x 64 x 40 mm)
 SMALL = {"size": SIZE, "spacing": SPACING, "progress": False, "overview": False}
-#: tumour radius range (mm) of the noise-free phantom: large enough for an eroded core
+#: tumour radius range (mm) of the noise-free phantom: an eroded core of some 40 voxels
 LARGE = (7.0, 9.0)
 
 
@@ -237,7 +237,7 @@ def test_kinetic_maps_of_a_noise_free_phantom_match_the_analytic_enhancement(sin
     times = phase_times(3)
     _, label, truth = render_mri_phases(case_rng(5, "mri", 0), params, tuple(t - times[1] for t in times[1:]))
     core = ndimage.binary_erosion(label > 0, iterations=1)
-    assert core.sum() > 50
+    assert core.sum() > 30
     e1, e2 = truth["ratios"][0] - 1.0, truth["ratios"][-1] - 1.0
     pe = maps["pe"].numpy()
     np.testing.assert_allclose(np.median(pe[core]), np.median(100 * e1[core]), rtol=0.03)
