@@ -17,6 +17,11 @@ earlier phantom.
          DIR/masks/<id>_mask.png, DIR/cases.csv. N = patients (2-4 images each).
   mri    breast DCE-MRI (pre + first post-contrast): DIR/imagesTr/<case>_000{0,1}.nii.gz,
          DIR/labelsTr/<case>.nii.gz, DIR/dataset.json and DICOM series DIR/dicom/<case>/{pre,post1}/.
+         --layout study: DIR/dicom/<case>/ is a DICOM study folder as a scanner exports it
+         (3-plane localiser, T2, the dynamic phases 'ax dyn pre', 'ax dyn 1st pass' ... with
+         acquisition times and contrast tags, a derived subtraction, a T1 TSE post-contrast, a
+         sagittal series, a DICOM SEG of the breasts); --phases sets the dynamic phase counts,
+         cycled over the cases; --dynamic-series single puts every phase in one series.
 
 The common difficulty flags (--size, --lesion-contrast, --noise, --lesion-size) mean slightly
 different things per modality, as their help says; the full list of settings with defaults is
@@ -27,6 +32,7 @@ examples:
   sum-monai synth --modality us --n 200 --out data/us_hard --lesion-contrast 0.35 --near-duplicate-rate 0.2
   sum-monai synth --modality mammo --n 20 --out data/phantom_mammo --seed 3
   sum-monai synth --modality mri --n 8 --out data/phantom_mri --format nifti
+  sum-monai synth --modality mri --layout study --n 3 --phases 5 3 2 --out data/mri_studies
 """
 
 #: settings that only some modalities have
@@ -37,6 +43,9 @@ _ONLY = {
     "format": ("mri",),
     "spacing": ("mri",),
     "bpe": ("mri",),
+    "layout": ("mri",),
+    "phases": ("mri",),
+    "dynamic_series": ("mri",),
     "pixel_spacing": ("mammo",),
     "monochrome1_rate": ("mammo",),
     "class_mix": ("us", "mammo"),
@@ -90,6 +99,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--format", choices=["nifti", "dicom", "both"], help="mri: image files to write (default both)"
     )
+    g.add_argument(
+        "--layout", choices=["msd", "study"],
+        help="mri: msd (channel files, default) or study (one DICOM study folder per case, as scanners export it)",
+    )  # fmt: skip
+    g.add_argument(
+        "--phases", type=int, nargs="+", metavar="N",
+        help="mri --layout study: dynamic phase counts (pre + post-contrast), cycled over cases (default 5 3 2)",
+    )  # fmt: skip
+    g.add_argument(
+        "--dynamic-series", choices=["separate", "single"],
+        help="mri --layout study: one series per phase (default) or every phase in one series",
+    )  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -100,6 +121,7 @@ def _overrides(args: argparse.Namespace) -> dict:
     names = [
         "size", "lesion_contrast", "noise", "lesion_size", "class_mix", "near_duplicate_rate",
         "second_lesion_rate", "rgb", "pixel_spacing", "monochrome1_rate", "spacing", "bpe", "format",
+        "layout", "phases", "dynamic_series",
     ]  # fmt: skip
     given = {name: getattr(args, name) for name in names if getattr(args, name) is not None}
     wrong = [n for n in given if n in _ONLY and args.modality not in _ONLY[n]]

@@ -6,6 +6,10 @@ order for each label ``labelsTr/<case>.nii.gz``:
 ::
 
     DIR/dicom/<case>/<channel name>/*.dcm       one DICOM series folder per channel
+    DIR/dicom/<case>/<any series folders>/       a DCE study as the scanner exports it: the dynamic
+                                                 series found and its phases picked by the MRI
+                                                 bundle's rules (sum_monai.io.study), channel 0 the
+                                                 pre-contrast, channel k the k-th post-contrast phase
     DIR/imagesTr/<case>_0000.nii.gz, _0001 ...   one file per channel (nnU-Net v2)
     DIR/imagesTr/<case>.nii.gz                   one 4D file, channels last (MSD)
 
@@ -21,12 +25,15 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sum_monai.datalists.cases import Case, LabelSpec, Scan, no_cases, raise_all, rel, require_folder
 from sum_monai.datalists.paired import _compile, regex_value
 from sum_monai.errors import DataError
 from sum_monai.io.read import image_suffix
+
+if TYPE_CHECKING:
+    from sum_monai.io.study import StudyFinder
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,18 @@ def read_dataset_json(path: Path) -> tuple[list[str], tuple[int, ...], str | Non
     except (ValueError, TypeError, AttributeError) as err:
         raise DataError(path, f"not a usable dataset.json: {err}") from err
     return names, tuple(sorted(values)), spec.get("file_ending")
+
+
+def _dce_channels(n: int) -> tuple[str, ...]:
+    """DCE channel names of ``n`` channels: ``pre``, ``post1``, ``post2`` ..."""
+    return ("pre", *(f"post{k}" for k in range(1, n)))
+
+
+def _studies() -> StudyFinder:
+    """The MRI bundle's study rules (imported lazily: the bundle scripts import MONAI)."""
+    from sum_monai.io.study import StudyFinder
+
+    return StudyFinder.default()
 
 
 def _case_name(path: Path) -> str:
@@ -102,6 +121,12 @@ def scan_msd(root: str | Path, group_regex: str | None = None) -> Scan:
         single = root / "imagesTr" / f"{name}{suffix}"
         if dicom.is_dir():
             images = [dicom / ch for ch in channels]
+            if not any(p.is_dir() for p in images) and _studies().is_study(dicom):
+                try:
+                    images = _studies().channel_folders(dicom, _dce_channels(len(channels)))
+                except DataError as err:
+                    errors.append(err)
+                    continue
             missing = [p for p in images if not p.is_dir()]
         elif per_channel[0].is_file():
             images = per_channel

@@ -37,13 +37,23 @@ from scipy import ndimage
 
 from sum_monai.phantoms.common import blob_mask_3d, case_rng, smooth_noise, soft_step, stable_uid
 
-__all__ = ["MR_SOP_CLASS", "MRIParams", "case_name", "mri_affine", "render_mri_case", "write_mri"]
+__all__ = [
+    "KINETICS",
+    "MR_SOP_CLASS",
+    "MRIParams",
+    "case_name",
+    "mri_affine",
+    "render_mri_case",
+    "render_mri_phases",
+    "write_mri",
+]
 
 MODALITY = "mri"
 #: MR Image Storage.
 MR_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.4"
 CHANNELS = ("pre", "post1")
 FORMATS = ("nifti", "dicom", "both")
+LAYOUTS = ("msd", "study")
 STORED_MAX = 4095  # 12 bits stored
 
 # pre-contrast T1 (no fat suppression) signal of each tissue, and its post/pre enhancement ratio
@@ -69,6 +79,15 @@ class MRIParams:
         format: ``"nifti"``, ``"dicom"`` or ``"both"``: which image files to write. Labels
             (``labelsTr``, NIfTI) and ``dataset.json`` are always written; ``imagesTr`` with
             ``"nifti"`` / ``"both"``, ``dicom/`` with ``"dicom"`` / ``"both"``.
+        layout: ``"msd"`` (the channel files above) or ``"study"``: one DICOM study folder per
+            case as a scanner exports it (localiser, T2, the dynamic phases, a subtraction, a T1
+            TSE post-contrast, a sagittal series, a DICOM SEG; see
+            :mod:`sum_monai.phantoms.mri_study`). ``format`` is ignored for studies.
+        phases: dynamic phase counts (pre-contrast + post-contrast phases) of the study layout,
+            cycled over the cases: the default gives 5, 3, 2, 5, 3, 2 ... phases.
+        dynamic_series: study layout: ``"separate"`` (one series per phase, ``ax dyn pre``,
+            ``ax dyn 1st pass`` ...) or ``"single"`` (every phase in one series, told apart by
+            TemporalPositionIdentifier, as some scanners store them).
     """
 
     size: tuple[int, int, int] = (128, 96, 40)
@@ -79,6 +98,9 @@ class MRIParams:
     noise: float = 0.03
     density: tuple[float, float] = (0.15, 0.45)
     format: str = "both"
+    layout: str = "msd"
+    phases: tuple[int, ...] = (5, 3, 2)
+    dynamic_series: str = "separate"
 
     def __post_init__(self) -> None:
         if len(self.size) != 3 or min(self.size) < 16:
@@ -99,6 +121,12 @@ class MRIParams:
             raise ValueError(f"density must satisfy 0 <= min <= max <= 1, got {self.density}")
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}, got {self.format!r}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {self.layout!r}")
+        if not self.phases or any(not isinstance(n, int) or not 2 <= n <= 12 for n in self.phases):
+            raise ValueError(f"phases must be phase counts from 2 to 12, got {self.phases}")
+        if self.dynamic_series not in ("separate", "single"):
+            raise ValueError(f"dynamic_series must be 'separate' or 'single', got {self.dynamic_series!r}")
 
 
 def case_name(index: int) -> str:
@@ -135,6 +163,45 @@ def render_mri_case(rng: np.random.Generator, params: MRIParams) -> tuple[np.nda
         ``(pre, post, label)``: float32 signal volumes ``(x, y, z)`` (noise included, >= 0) and
         the uint8 tumour label.
     """
+    phases, label, _ = render_mri_phases(rng, params)
+    return phases[0], phases[1], label
+
+
+#: Enhancement of each tissue at ``t`` seconds after the first post-contrast phase, relative to
+#: its enhancement then (1.0 at t = 0): the tumour washes out (type III curve: SER > 1.1 late),
+#: parenchyma (BPE), muscle and skin keep enhancing, the blood pool falls.
+KINETICS = {
+    "tumour": lambda t: 1.0 - 0.30 * (1.0 - np.exp(-t / 240.0)),
+    "fgt": lambda t: 1.0 + 1.00 * (1.0 - np.exp(-t / 240.0)),
+    "muscle": lambda t: 1.0 + 0.30 * (1.0 - np.exp(-t / 240.0)),
+    "skin": lambda t: 1.0 + 0.50 * (1.0 - np.exp(-t / 240.0)),
+    "heart": lambda t: 1.0 - 0.50 * (1.0 - np.exp(-t / 120.0)),
+}
+
+
+def render_mri_phases(
+    rng: np.random.Generator, params: MRIParams, post_times: tuple[float, ...] = (0.0,)
+) -> tuple[list[np.ndarray], np.ndarray, dict[str, Any]]:
+    """Render one case at several contrast phases.
+
+    The first two volumes are exactly those of :func:`render_mri_case` for the same generator
+    state (the later phases draw their noise afterwards). Tissue signal follows
+    ``S_k = S_pre * (1 + E_tissue * KINETICS[tissue](t_k))`` before the shared coil bias, blur and
+    noise, so ``S_k / S_pre - 1`` is the ground-truth enhancement ``truth["ratios"][k] - 1``.
+
+    Args:
+        rng: the case's generator.
+        params: difficulty settings.
+        post_times: seconds after the first post-contrast phase of each post-contrast phase
+            (the first must be 0).
+
+    Returns:
+        ``(phases, label, truth)``: ``phases[0]`` pre-contrast then one float32 volume per post
+        time; the uint8 tumour label; ``truth`` with ``ratios`` (noise-free ``S_k / S_pre`` per
+        post phase), ``breast`` (bool mask of the breasts) and ``body`` (the thorax behind them).
+    """
+    if not post_times or post_times[0] != 0.0:
+        raise ValueError(f"post_times must start with 0.0 (the first post-contrast phase), got {post_times}")
     nx, ny, nz = params.size
     sx, sy, sz = params.spacing
     gx, gy, gz = np.meshgrid(
@@ -223,6 +290,7 @@ def render_mri_case(rng: np.random.Generator, params: MRIParams) -> tuple[np.nda
     ratio = np.ones(gx.shape, np.float32) + 0.02
     ratio += params.bpe * patchy * fgt
     ratio += 0.25 * muscle_band * body + 0.8 * heart * thorax * body + 0.10 * (inside & (skin_depth < 1.6))
+    wash_in = np.zeros(gx.shape, np.float32)
     if tumour.any():
         depth_in = ndimage.distance_transform_edt(tumour, sampling=params.spacing)
         rim = np.exp(-depth_in / max(radius * 0.35, 1.0))  # rim enhancement, weaker core
@@ -232,19 +300,27 @@ def render_mri_case(rng: np.random.Generator, params: MRIParams) -> tuple[np.nda
             * (1 + 0.1 * smooth_noise(rng, gx.shape, vox_sigma(1.5)))
         )
         ratio = ratio * (1 - t_soft) + (1.0 + wash_in) * t_soft
-    post = pre * ratio
+    ratios = [ratio]
+    for t in post_times[1:]:  # later phases: every tissue's enhancement follows its curve
+        k = {name: float(curve(t)) for name, curve in KINETICS.items()}
+        later = np.ones(gx.shape, np.float32) + 0.02
+        later += k["fgt"] * params.bpe * patchy * fgt
+        later += k["muscle"] * 0.25 * muscle_band * body + k["heart"] * 0.8 * heart * thorax * body
+        later += k["skin"] * 0.10 * (inside & (skin_depth < 1.6))
+        ratios.append(later * (1 - t_soft) + (1.0 + k["tumour"] * wash_in) * t_soft)
 
     # smooth receive-coil bias (shared), blur to the acquisition's resolution, Rician noise
     bias = 1.0 + 0.08 * smooth_noise(rng, gx.shape, vox_sigma(25.0)) - 0.1 * (gy / depth - 0.5)
     psf = vox_sigma(0.5)
     sigma = params.noise * FAT
     out = []
-    for vol in (pre, post):
+    for vol in [pre] + [pre * r for r in ratios]:
         vol = ndimage.gaussian_filter(vol * bias, psf)
         re = vol + rng.normal(0.0, sigma, vol.shape)
         im = rng.normal(0.0, sigma, vol.shape)
         out.append(np.hypot(re, im).astype(np.float32))
-    return out[0], out[1], tumour.astype(np.uint8)
+    truth = {"ratios": ratios, "breast": breasts, "body": body}
+    return out, tumour.astype(np.uint8), truth
 
 
 # ----------------------------------------------------------------------------------------------
@@ -345,6 +421,10 @@ def write_mri(
     from sum_monai.io.writers import save_dicom, save_nifti
     from sum_monai.utils.atomic import atomic_write_text
 
+    if params.layout == "study":
+        from sum_monai.phantoms.mri_study import write_mri_studies
+
+        return write_mri_studies(root, n, seed, params, progress=progress)
     affine = mri_affine(params)
     nifti = params.format in ("nifti", "both")
     dicom = params.format in ("dicom", "both")

@@ -111,10 +111,16 @@ def _mri_panels(root: Path, max_cases: int) -> list[tuple[str, np.ndarray, list[
         volumes = []
         for c, channel in enumerate(("pre", "post1")):
             nifti = root / "imagesTr" / f"{case}_{c:04d}.nii.gz"
+            series = root / "dicom" / case / channel
+            if not series.is_dir():  # a study folder (layout "study"): the named dynamic series
+                pattern = "*-ax_dyn_pre" if channel == "pre" else "*-ax_dyn_1st_pass"
+                series = next(iter(sorted((root / "dicom" / case).glob(pattern))), series)
             if nifti.is_file():
                 volumes.append((channel, np.asarray(nib.load(nifti).dataobj)))
-            else:
-                volumes.append((channel, _read_series(root / "dicom" / case / channel)))
+            elif series.is_dir():
+                volumes.append((channel, _read_series(series)))
+        if len(volumes) < 2:
+            continue  # every phase in one series: no panel
         top = max(float(np.percentile(v, 99.5)) for _, v in volumes) or 1.0
         for channel, volume in volumes:
             # axial slice as displayed: anterior at the top, patient right on the left

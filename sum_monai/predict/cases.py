@@ -19,7 +19,11 @@ channel files / series folders, in channel order.
       (channel 1, post-contrast) side by side in one folder;
     - a *case folder* holding one DICOM series folder per channel: ``pre/`` (or ``0000/``) and
       ``post1/`` (or ``post/``, ``0001/``); further channels ``post2/`` or ``0002/`` ...;
-    - a folder of the above: its volume files, nnU-Net groups, and subfolders that are case folders.
+    - a *DCE study folder* as the scanner exports it (many series, in sub-folders or side by
+      side, or every phase in one series), when the bundle has ``scripts/dce.py``: the bundle's
+      rules find the dynamic series and pick its phases (:mod:`sum_monai.io.study`);
+    - a folder of the above: its volume files, nnU-Net groups, and subfolders that are case or
+      study folders.
 
 Names: a case is named after its input relative to ``--input``: ``benign/benign (1)`` for
 ``--input busi`` holding ``benign/benign (1).png``, ``breast_0001`` for a nnU-Net group or a
@@ -32,9 +36,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sum_monai.errors import DataError
 from sum_monai.io.read import image_suffix, reader_spec
+
+if TYPE_CHECKING:
+    from sum_monai.io.study import StudyFinder
 
 __all__ = ["Case", "channel_folder_names", "find_cases"]
 
@@ -56,12 +64,17 @@ class Case:
         dicom: the DICOM file or series folder the DICOM SEG refers to (channel 0), else None.
         problem: why the case cannot be predicted (e.g. a missing channel file); reported as a
             failed case instead of being run.
+        dicom_files: the DICOM files the SEG refers to when ``dicom`` is a study folder (the
+            pre-contrast series); empty otherwise.
+        study: for a DCE study folder, which series were used and why (``StudySelection.describe()``).
     """
 
     name: str
     paths: tuple[Path, ...]
     dicom: Path | None = None
     problem: str = field(default="", compare=False)
+    dicom_files: tuple[Path, ...] = field(default=(), compare=False)
+    study: dict[str, Any] | None = field(default=None, compare=False)
 
     @property
     def image(self) -> str | list[str]:
@@ -144,15 +157,29 @@ def _case_folder(folder: Path, channels: int) -> Case | None:
     return Case(folder.name, paths, paths[0], problem)
 
 
-def _cases_3d(root: Path, channels: int, skip: Path | None) -> list[Case]:
+def _has_plain_cases(root: Path, channels: int) -> bool:
+    """Whether ``root`` holds volume files or case folders (then it is not one study folder)."""
+    for path in root.iterdir():
+        if path.name.startswith("."):
+            continue
+        if (path.is_file() and image_suffix(path) in SUFFIXES_3D) or (path.is_dir() and _case_folder(path, channels)):
+            return True
+    return False
+
+
+def _cases_3d(root: Path, channels: int, skip: Path | None, studies: StudyFinder | None = None) -> list[Case]:
     own = _case_folder(root, channels)
     if own is not None:
         return [own]
+    if studies is not None and channels > 1 and not _has_plain_cases(root, channels) and studies.is_study(root):
+        return [studies.study_case(root, root.name)]
     cases: list[Case] = []
     groups: dict[str, dict[int, Path]] = {}
     for path in _visible(root.iterdir(), skip):
         if path.is_dir():
             sub = _case_folder(path, channels)
+            if sub is None and studies is not None and channels > 1 and studies.is_study(path):
+                sub = studies.study_case(path, path.name)
             if sub is not None:
                 cases.append(sub)
             continue
@@ -179,7 +206,11 @@ def _cases_3d(root: Path, channels: int, skip: Path | None) -> list[Case]:
 
 
 def find_cases(
-    input_path: str | Path, spatial_dims: int, channels: int, skip: str | Path | None = None
+    input_path: str | Path,
+    spatial_dims: int,
+    channels: int,
+    skip: str | Path | None = None,
+    studies: StudyFinder | None = None,
 ) -> list[Case]:
     """List the cases of ``input_path`` for a bundle with ``spatial_dims`` and ``channels``.
 
@@ -188,6 +219,8 @@ def find_cases(
         spatial_dims: 2 or 3 (from the bundle's metadata).
         channels: the network's input channels (from the bundle's metadata).
         skip: a folder never scanned (the output folder, when it lies inside the input).
+        studies: the bundle's DCE study rules (:class:`~sum_monai.io.study.StudyFinder`); None for
+            bundles without ``scripts/dce.py`` (study folders are then not recognised).
 
     Returns:
         The cases, sorted by name; cases with a ``problem`` are reported, not run.
@@ -207,7 +240,7 @@ def find_cases(
                 return [c for c in siblings if path in c.paths] or [Case(_stem(path), (path,))]
         return [Case(_stem(path), (path,), path if _is_dicom_file(path) else None)]
     root = path.resolve()
-    cases = _cases_2d(root, skip_path) if spatial_dims == 2 else _cases_3d(root, channels, skip_path)
+    cases = _cases_2d(root, skip_path) if spatial_dims == 2 else _cases_3d(root, channels, skip_path, studies)
     if not cases:
         if spatial_dims == 2:
             layout = (
@@ -219,7 +252,8 @@ def find_cases(
             names = " + ".join("/".join(channel_folder_names(c)) for c in range(channels))
             layout = (
                 f"{channels}-channel cases: 4D volume files, <case>_0000 ... <case>_{channels - 1:04d} files, "
-                f"or case folders with one DICOM series folder per channel ({names})"
+                f"case folders with one DICOM series folder per channel ({names})"
+                + (", or DCE study folders (DICOM series of one study)" if studies is not None else "")
             )
         raise DataError(path, f"no cases found; expected {layout}")
     names = [c.name for c in cases]

@@ -17,7 +17,7 @@ Mammography (input modality ``MG``) gets a first segment "normal breast tissue" 
 Structure / Breast): the breast region of the presented image minus the predicted lesions (see
 :mod:`sum_monai.predict.tissue`), so the SEG holds normal tissue, benign and malignant as three
 segments. A DICOM series (MRI) is segmented on its channel-0 series (pre-contrast), which the SEG
-references slice by slice.
+references slice by slice; for a DCE study folder, on the pre-contrast series the bundle chose.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def write_case_seg(
 
     Args:
         path: the ``.dcm`` to write.
-        case: the case (``case.dicom`` is the image file or the channel-0 series folder).
+        case: the case (``case.dicom`` is the image file or the channel-0 series folder; for a
+            study folder ``case.dicom_files`` are the chosen pre-contrast series' files).
         label_map: the prediction on the input grid (2D ``(W, H)`` or 3D ``(X, Y, Z)``).
         affine: the prediction's affine (3D series: voxel to RAS).
         class_names: name of each label value; values > 0 become segments.
@@ -129,7 +130,10 @@ def write_case_seg(
         raise ValueError(f"{case.name}: not a DICOM case")
     labels = np.asarray(label_map)
     if case.dicom.is_dir():
-        sources = _series_datasets(case.dicom)
+        if case.dicom_files:  # a DCE study folder: the pre-contrast series the bundle used
+            sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in case.dicom_files]
+        else:
+            sources = _series_datasets(case.dicom)
         frames = frames_from_volume(labels, affine, sources, case.dicom)
     else:
         source = pydicom.dcmread(case.dicom)

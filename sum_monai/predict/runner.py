@@ -12,7 +12,10 @@ Per case, written into ``--output`` (names from :mod:`sum_monai.predict.cases`):
 - ``<name>_seg.<ext>``: the bundle's saved mask (``.png`` for 2D bundles, ``.nii.gz`` for 3D);
 - ``<name>_seg.dcm``: a DICOM SEG for DICOM inputs (:mod:`sum_monai.predict.outputs`);
 - ``<name>.json``: lesions and probabilities (:mod:`sum_monai.predict.summary`), spacing,
-  provenance (bundle, version, weights SHA-256, backend);
+  provenance (bundle, version, weights SHA-256, backend); for a DCE study folder which series
+  were used and why (``study``, :mod:`sum_monai.io.study`);
+- DCE-MRI bundles: ``<name>_sub.nii.gz``, ``<name>_pe.nii.gz`` (``<name>_ser.nii.gz``) kinetic
+  maps on the input grid and the tumour's mean enhancement in the JSON (:mod:`sum_monai.predict.kinetics`);
 
 and over all cases ``predictions.csv``. A case's files are staged in a scratch folder inside
 ``--output`` and moved into place (atomic ``os.replace``) only when all of them are complete; a
@@ -183,6 +186,11 @@ class Predictor:
                     f"{bundle.root}: inference.json postprocessing has no SaveImaged: no mask would be written"
                 )
             self.split = inverts[-1] + 1
+            self.kinetics = None
+            if self.spatial_dims == 3 and self.channels > 1:
+                from sum_monai.predict.kinetics import KineticMapWriter
+
+                self.kinetics = KineticMapWriter.for_bundle(bundle)
 
             if model_file is not None and backend != "torch":
                 self.weights = Path(model_file)
@@ -316,6 +324,12 @@ class Predictor:
                 )  # fmt: skip
                 moves[seg_path] = output_dir / f"{case.name}_seg.dcm"
                 outputs["dicom_seg"] = f"{case.name}_seg.dcm"
+            kinetics = None
+            if self.kinetics is not None:
+                staged, kinetics = self.kinetics.run(case, label_map, affine, stage)
+                for src, name in staged.items():
+                    moves[src] = output_dir / name
+                outputs.update({f"map_{k}": v for k, v in (kinetics.get("maps") or {}).items()})
             outputs["json"] = f"{case.name}.json"
             record.update(
                 status="ok",
@@ -331,6 +345,8 @@ class Predictor:
                 spacing_source=spacing_source,
                 affine=np.round(affine, 6).tolist() if self.spatial_dims == 3 else None,
                 measurements=measure(label_map, probabilities, self.class_names, voxel_size),
+                **({"study": case.study} if case.study is not None else {}),
+                **({"kinetics": kinetics} if kinetics is not None else {}),
                 outputs=outputs,
                 seconds=round(time.perf_counter() - t0, 3),
             )
@@ -406,7 +422,12 @@ def predict(
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
     out = Path(output_dir)
     fmt = bundle.metadata["network_data_format"]["inputs"]["image"]
-    cases = find_cases(input_path, len(fmt["spatial_shape"]), int(fmt["num_channels"]), skip=out)
+    studies = None
+    if len(fmt["spatial_shape"]) == 3 and int(fmt["num_channels"]) > 1:
+        from sum_monai.io.study import StudyFinder
+
+        studies = StudyFinder.for_bundle(bundle, dict(overrides or {}))
+    cases = find_cases(input_path, len(fmt["spatial_shape"]), int(fmt["num_channels"]), skip=out, studies=studies)
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     records: list[dict[str, Any]] = []
     with Predictor(bundle, out, weights, backend, model_file, device, overrides, pixel_spacing) as predictor:
