@@ -77,31 +77,55 @@ def test_evaluate_reproduces_the_model_card_on_the_busi_validation_split(busi_po
     assert round(summary["normal_images"]["share_with_predicted_lesion"] * n_normal) == flagged
 
 
-def test_inference_and_evaluation_average_the_image_and_its_mirror() -> None:
-    """Flip TTA (scripts/tta.py) is what the card's figures and the served predictions use."""
+def _members() -> list[torch.nn.Module]:
+    """The shipped ensemble: model.pt (the configured network) and every fold*.pt beside it."""
+    from sum_monai.bundle.bundle_scripts.ensemble import member_files
+
+    nets = []
+    for path in [MODELS / "model.pt", *map(Path, member_files(str(MODELS / "model.pt")))]:
+        assert path.stat().st_size < 25 * 2**20, path  # the model zoo's limit per file
+        net = network_from_bundle(BUNDLE).eval()
+        net.load_state_dict(load_checked_state_dict(BUNDLE, path, network=net), strict=True)
+        nets.append(net)
+    return nets
+
+
+def test_inference_and_evaluation_average_the_fold_models_and_their_mirror_passes() -> None:
+    """The inferer of inference.json and evaluate.json: mean softmax over members of the mirror-averaged logits."""
     from sum_monai.bundle.run import create_workflow
 
-    net = network_from_bundle(BUNDLE).eval()
-    net.load_state_dict(load_checked_state_dict(BUNDLE, network=net), strict=True)
+    members = _members()
     x = torch.rand(1, 1, 192, 192, generator=torch.Generator().manual_seed(1))
-    for workflow, key in (("inference", "inferer"), ("evaluate", "validate#inferer")):
-        inferer = create_workflow(BUNDLE, workflow).parser.get_parsed_content(key)
-        assert type(inferer).__name__ == "FlipTTAInferer" and inferer.spatial_axes == (0,), workflow
-        with torch.no_grad():
-            expected = (net(x) + torch.flip(net(torch.flip(x, dims=(2,))), dims=(2,))) / 2
-            torch.testing.assert_close(inferer(x, net), expected)
-            assert not torch.allclose(expected, net(x), atol=1e-3)  # the mirror pass changes the output
+    with torch.no_grad():
+        mirrored = [(n(x) + torch.flip(n(torch.flip(x, dims=(2,))), dims=(2,))) / 2 for n in members]
+        expected = torch.stack([torch.softmax(m, 1) for m in mirrored]).mean(0)
+        for workflow, key in (("inference", "inferer"), ("evaluate", "validate#inferer")):
+            parser = create_workflow(BUNDLE, workflow).parser
+            inferer = parser.get_parsed_content(key)
+            assert type(inferer).__name__ == "EnsembleInferer" and len(inferer.weights) == len(members) - 1, workflow
+            assert inferer.inferer.spatial_axes == (0,), workflow
+            network = parser.get_parsed_content("network")
+            network.load_state_dict(members[0].state_dict())
+            got = torch.softmax(inferer(x, network.eval()), 1)
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+        assert not torch.allclose(members[0](x), mirrored[0], atol=1e-3)  # the mirror pass changes the output
 
 
-def test_inference_drops_islands_under_the_configured_share_of_the_image() -> None:
+def test_inference_keeps_the_confident_lesions_over_the_configured_share_of_the_image() -> None:
     from sum_monai.bundle.run import create_workflow
 
     parser = create_workflow(BUNDLE, "inference").parser
-    assert parser["min_island_fraction"] == 0.002
+    fraction, threshold = parser["min_lesion_fraction"], parser["lesion_threshold"]
+    assert 0 < fraction < 0.01 and 0.5 <= threshold < 1
     post = parser.get_parsed_content("postprocessing")
-    drop = next(t for t in post.transforms if type(t).__name__ == "Lambdad")
-    mask = torch.zeros(1, 100, 100, dtype=torch.uint8)
-    mask[0, 10:14, 10:14] = 1  # 16 pixels: under 0.2 % of 10 000
-    mask[0, 50:60, 50:60] = 1  # 100 pixels
-    out = drop({"pred": mask})["pred"]
-    assert int(out.sum()) == 100 and int(out[0, 11, 11]) == 0 and int(out[0, 55, 55]) == 1
+    keep = next(t for t in post.transforms if type(t).__name__ == "KeepConfidentLesionsd")
+    probs = torch.zeros(2, 100, 100)
+    probs[0] = 1
+    small = int(fraction * 10_000) - 1  # pixels, just under the share
+    probs[:, 10, 10 : 10 + small] = torch.tensor([0.0, 1.0])[:, None]
+    probs[:, 50:60, 50:60] = torch.tensor([0.0, 1.0])[:, None, None]  # 100 pixels, confident
+    if threshold > 0.5:  # an argmax lesion less confident than the operating point: dropped too
+        weak = (0.5 + threshold) / 2
+        probs[:, 80:90, 80:90] = torch.tensor([1 - weak, weak])[:, None, None]
+    out = keep({"pred": probs})["pred"]
+    assert int(out.sum()) == 100 and int(out[0, 10, 10]) == 0 and int(out[0, 55, 55]) == 1

@@ -91,17 +91,32 @@ def test_shape_mismatch_names_the_layers(us_net: torch.nn.Module, tmp_path: Path
     assert "layer(s) with other shapes" in message and str(path) in message
 
 
-def test_weights_of_another_bundle_list_missing_and_unexpected_keys(
+def test_weights_of_another_network_list_missing_and_unexpected_keys(
     us_net: torch.nn.Module, tmp_path: Path
 ) -> None:
+    from monai.networks.nets import BasicUNet
+
+    path = tmp_path / "basic_unet.pt"
+    torch.save(BasicUNet(spatial_dims=2, in_channels=1, out_channels=3).state_dict(), path)
+    with pytest.raises(ConfigError) as err:
+        load_checked_state_dict(Bundle.find(US), path, network=us_net)
+    message = str(err.value)
+    assert "missing key(s): model.0.conv.unit0.conv.weight" in message
+    assert "unexpected key(s): conv_0.conv_0.conv.weight" in message
+
+
+def test_weights_of_the_mammography_bundle_name_each_mis_shaped_tensor(
+    us_net: torch.nn.Module, tmp_path: Path
+) -> None:
+    """Same UNet family, three classes instead of two: the error names the tensors and both shapes."""
     mammo = create_workflow(Bundle.find("mammo_seg_2d"), "inference").parser.get_parsed_content("network_def")
     path = tmp_path / "mammo.pt"
     torch.save(mammo.state_dict(), path)
     with pytest.raises(ConfigError) as err:
         load_checked_state_dict(Bundle.find(US), path, network=us_net)
     message = str(err.value)
-    assert "missing key(s): model.0.conv.unit0.conv.weight" in message
-    assert "unexpected key(s): conv_0.conv_0.conv.weight" in message
+    assert message.startswith(f"{path}:")
+    assert "expected (2,), got (3,)" in message
 
 
 @pytest.mark.parametrize(

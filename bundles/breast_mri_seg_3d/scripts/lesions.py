@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 from monai.utils import convert_to_dst_type, convert_to_numpy
-from scipy import ndimage
 
-__all__ = ["KeepConfidentLesions", "KeepConfidentLesionsd", "Lesion", "scored_components"]
+__all__ = ["KeepConfidentLesions", "KeepConfidentLesionsd", "Lesion", "label_components", "scored_components"]
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class Lesion:
     """One predicted lesion.
 
     Attributes:
-        slices: its bounding box in the image (``ndimage.find_objects``).
+        slices: its bounding box in the image.
         local: boolean mask of the component inside the bounding box.
         score: highest foreground probability inside it (sum over foreground classes).
         label: its class (1.. number of classes - 1).
@@ -76,16 +76,78 @@ def scored_components(probs: Any) -> list[Lesion]:
     probs = convert_to_numpy(probs, dtype=np.float32)
     foreground = probs[1:]
     lesion_prob = foreground.sum(axis=0)
-    labels, _ = ndimage.label(probs.argmax(axis=0) > 0)
     out = []
-    for index, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        local = labels[box] == index
+    for box, local in label_components(probs.argmax(axis=0) > 0):
         mean_per_class = foreground[(slice(None), *box)][:, local].mean(axis=1)
         score = float(lesion_prob[box][local].max())
         out.append(Lesion(box, local, score, int(mean_per_class.argmax()) + 1, int(local.sum())))
     return sorted(out, key=lambda c: -c.score)
+
+
+def label_components(mask: np.ndarray) -> list[tuple[tuple[slice, ...], np.ndarray]]:
+    """Connected components (full connectivity) of a boolean mask as ``(bounding box, local mask)``.
+
+    Torch only, because MONAI's own labelling needs scikit-image or cuCIM, which a bundle does
+    not require: each pixel starts with its own index and the largest index spreads through its
+    component, along whole runs of each axis at once, diagonally by max-pooling, and by pointer
+    jumping (a pixel takes the label its label's pixel holds), until nothing changes. Work is
+    confined to the mask's bounding box.
+
+    Example:
+        >>> m = np.zeros((5, 5), bool); m[0, 0] = m[1, 1] = m[4, 4] = True
+        >>> [int(local.sum()) for _, local in label_components(m)]
+        [2, 1]
+    """
+    if not mask.any():
+        return []
+    nz = np.nonzero(mask)
+    origin = tuple(slice(int(a.min()), int(a.max()) + 1) for a in nz)
+    crop = torch.from_numpy(np.ascontiguousarray(mask[origin]))
+    labels = torch.arange(1, crop.numel() + 1, dtype=torch.float64).reshape(crop.shape) * crop
+    while True:
+        grown = _spread(labels, crop)
+        if torch.equal(grown, labels):
+            break
+        labels = grown
+    grid = labels.reshape(crop.shape).long().numpy()
+    where = np.nonzero(grid)
+    values, inverse = np.unique(grid[where], return_inverse=True)
+    lows, highs = [], []
+    for coords in where:  # per-component bounding boxes in one pass per axis
+        low = np.full(len(values), np.iinfo(np.int64).max)
+        high = np.full(len(values), -1)
+        np.minimum.at(low, inverse, coords)
+        np.maximum.at(high, inverse, coords)
+        lows.append(low)
+        highs.append(high)
+    out = []
+    for k, value in enumerate(values):
+        local_box = tuple(slice(int(lo[k]), int(hi[k]) + 1) for lo, hi in zip(lows, highs, strict=True))
+        box = tuple(slice(o.start + b.start, o.start + b.stop) for o, b in zip(origin, local_box, strict=True))
+        out.append((box, grid[local_box] == value))
+    return out
+
+
+def _run_max(labels: torch.Tensor, mask: torch.Tensor, axis: int) -> torch.Tensor:
+    """Each pixel takes the largest label of its run (consecutive mask pixels along ``axis``)."""
+    lab = labels.movedim(axis, -1).contiguous()
+    m = mask.movedim(axis, -1).contiguous()
+    starts = m.clone()
+    starts[..., 1:] &= ~m[..., :-1]
+    run = torch.cumsum(starts.reshape(-1), 0) * m.reshape(-1)
+    best = torch.zeros(int(run.max()) + 1, dtype=lab.dtype).scatter_reduce(0, run, lab.reshape(-1), "amax")
+    return (best[run] * m.reshape(-1)).reshape(lab.shape).movedim(-1, axis)
+
+
+def _spread(labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One round of :func:`label_components`' propagation (runs, diagonals, pointer jumps)."""
+    for axis in range(mask.ndim):
+        labels = _run_max(labels, mask, axis)
+    pool = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[mask.ndim - 1]
+    labels = pool(labels[None, None], 3, 1, 1)[0, 0] * mask
+    flat = labels.reshape(-1)
+    jumped = flat[(flat.long() - 1).clamp(min=0)]
+    return torch.maximum(flat, jumped * mask.reshape(-1)).reshape(mask.shape)
 
 
 class KeepConfidentLesions(Transform):
