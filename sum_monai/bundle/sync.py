@@ -12,7 +12,7 @@ from pathlib import Path
 from sum_monai.utils.atomic import atomic_write_bytes
 
 CANONICAL = Path(__file__).resolve().parent / "bundle_scripts"
-SHARED = ("checkpoint.py", "metrics.py")
+SHARED = ("checkpoint.py", "checks.py", "metrics.py", "pil.py")
 
 
 def bundles_in(root: Path) -> list[Path]:
