@@ -195,7 +195,11 @@ def naive_loop(datalist: str, threads: int, epochs: int) -> dict:
         loss_fn = parser.get_parsed_content("loss")
         optimizer = parser.get_parsed_content("optimizer")
         # the bundle's own transforms after its LoadImaged, applied per item on every access
-        transforms = Compose(parser.get_parsed_content("train#preprocessing").transforms[1:])
+        from monai.transforms import LoadImaged
+
+        steps = list(parser.get_parsed_content("train#preprocessing").transforms)
+        first = next(i for i, s in enumerate(steps) if isinstance(s, LoadImaged)) + 1
+        transforms = Compose(steps[first:])
         items = load_decathlon_datalist(datalist, True, "training")
         loader = torch.utils.data.DataLoader(
             PngDataset(items, transforms),

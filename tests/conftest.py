@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,10 @@ BUNDLES = REPO / "bundles"
 
 # keep the test suite to one thread per process: the CI machine has 2 cores
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# case ids of the tests are keyed by a salt file of this test session, never the user's own
+_SALT_DIR = tempfile.mkdtemp(prefix="sum_monai-test-salt-")
+atexit.register(shutil.rmtree, _SALT_DIR, True)
+os.environ["SUM_MONAI_ID_SALT_FILE"] = os.path.join(_SALT_DIR, "id_salt")
 
 
 def shared_path(*parts: str) -> Path:

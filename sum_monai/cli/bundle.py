@@ -6,11 +6,22 @@ import argparse
 from pathlib import Path
 
 EPILOG = """\
+verify parses and runs the bundle's configs (their `_target_` and `$` expressions execute code):
+only verify bundles you trust (docs/trust.md).
+
 examples:
   sum-monai bundle verify                       # every bundle in bundles/
   sum-monai bundle verify --bundle bundles/breast_us_seg_2d
   sum-monai bundle sync-scripts                 # after editing sum_monai/bundle/bundle_scripts/
 """
+
+
+#: Printed before every verify: "ok" says the bundle is well-formed, not that it is safe.
+TRUST_NOTE = (
+    "note: verify runs the bundle's code: it parses and instantiates its configs, so every `_target_` and `$` "
+    "expression (and the scripts/ they import) executes with your permissions. An 'ok' means the bundle is "
+    "well-formed, not that it is safe: only verify bundles you trust (docs/trust.md)."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from sum_monai.bundle.verify import verify_bundle
 
+    print(TRUST_NOTE, flush=True)
     status = 0
     for b in bundles:
         report = verify_bundle(b)

@@ -27,6 +27,7 @@ from sum_monai.datalists.near_dups import DEFAULT_THRESHOLD, HASH_SIZE, THUMB_SI
 from sum_monai.datalists.paired import scan_paired
 from sum_monai.datalists.split import MAX_FOLDS, SPLITS, assign_folds, assign_splits, check_fractions
 from sum_monai.errors import ConfigError, DataError
+from sum_monai.utils.atomic import check_can_write
 
 #: Layout name -> scanner.
 LAYOUTS: dict[str, Callable[..., Scan]] = {
@@ -187,12 +188,13 @@ def build_datalist(
         layout_options["label_dir"] = out.parent / f"{out.stem}_labels"
     scan = scanner(root, **layout_options)
     out_dir = out.parent
+    check_can_write(out)  # before the (long) validation
     all_entries = [_entry(case, scan, out_dir) for case in scan.cases]
     if validate:  # before hashing, so every bad file is reported at once
         from sum_monai.datalists.validate import validate_datalist
 
         meta_labels = {"labels": scan.labels.to_meta(), "channels": scan.channels}
-        validate_datalist(
+        report = validate_datalist(
             {"meta": meta_labels, "training": all_entries},
             base_dir=out_dir,
             progress=progress,
@@ -245,6 +247,8 @@ def build_datalist(
         "case_id": {"scheme": "HMAC-SHA256 of the path below root, 12 hex", "salt": salt_source()},
         "validated": validate,
     }
+    if validate:  # cases whose masks mark a lesion, per split (training refuses a split without any)
+        meta["lesion_cases"] = {s: sum(e["case_id"] in report.lesion_case_ids for e in entries[s]) for s in SPLITS}
     if folds:
         meta["folds"] = _fold_meta(entries, classes, folds)
     if scan.channels:

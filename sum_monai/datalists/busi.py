@@ -69,6 +69,16 @@ def scan_busi(root: str | Path) -> Scan:
             if not found:
                 errors.append(DataError(image, f"no mask: expected '{image.stem}_mask.png' next to it"))
                 continue
+            if _mask_order(found[0]) != -1:  # _mask_1 ... without _mask: the first lesion is lost
+                others = ", ".join(f"'{m.name}'" for m in found)
+                errors.append(
+                    DataError(
+                        image,
+                        f"'{image.stem}_mask.png' is missing but {others} exist: the first lesion's mask "
+                        f"would be lost (rename the masks to '{image.stem}_mask.png', '{image.stem}_mask_1.png', ...)",
+                    )
+                )
+                continue
             cases.append(
                 Case(
                     key=rel(image, root),

@@ -4,10 +4,12 @@ File names (``Smith_J_1961_LCC.dcm``) and DICOM tags (``PatientID``) can identif
 they must never reach logs, CSVs or MLflow. Datalists therefore give every case a ``case_id``
 and every patient / near-duplicate group a ``group`` made with HMAC-SHA256 keyed by a salt:
 
-- the salt comes from the environment variable ``SUM_MONAI_ID_SALT``; without it the documented
-  default :data:`DEFAULT_SALT` is used. The default makes ids reproducible across machines but
-  is public, so anyone holding the original file names could recompute them: set your own salt
-  (and keep it secret) before sharing ids outside your group;
+- the salt is ``$SUM_MONAI_ID_SALT`` when set; otherwise a random 256-bit salt kept in the file
+  ``$SUM_MONAI_ID_SALT_FILE`` (default ``~/.config/sum_monai/id_salt``, or under
+  ``$XDG_CONFIG_HOME``), created on first use with ``secrets.token_hex`` and mode 0600. There is no
+  public default: ids made with a known salt could be recomputed from file names (which carry
+  patient identifiers). The file is the key to reproduce the same ids elsewhere: back it up, and
+  copy it (or set ``SUM_MONAI_ID_SALT``) only where ids must match; the log says which file is used;
 - the message is a namespaced key, ``file:<path relative to the dataset root>`` for cases and
   ``patient:<id>`` / ``group-of-file:<path>`` for groups, so the same dataset gives the same ids wherever
   it is stored;
@@ -21,27 +23,88 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
+import logging
 import os
-from pathlib import PurePath
+import secrets
+from pathlib import Path, PurePath
 
-#: Environment variable holding the salt.
+log = logging.getLogger(__name__)
+
+#: Environment variable holding the salt itself.
 SALT_ENV = "SUM_MONAI_ID_SALT"
-#: Salt used when ``SUM_MONAI_ID_SALT`` is unset (public: set your own to make ids unlinkable).
-DEFAULT_SALT = "sum_monai-case-id-v1"
+#: Environment variable naming the salt file (default :func:`default_salt_file`).
+SALT_FILE_ENV = "SUM_MONAI_ID_SALT_FILE"
 #: Hex characters kept from the digest.
 ID_HEX_CHARS = 12
 
 
+def default_salt_file() -> Path:
+    """``$XDG_CONFIG_HOME/sum_monai/id_salt``, else ``~/.config/sum_monai/id_salt``."""
+    config = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config) / "sum_monai" / "id_salt"
+
+
+def salt_file() -> Path:
+    """The salt file in use when ``SUM_MONAI_ID_SALT`` is unset."""
+    return Path(os.environ.get(SALT_FILE_ENV) or default_salt_file()).expanduser()
+
+
+@functools.lru_cache(maxsize=8)
+def _file_salt(path: Path) -> bytes:
+    """Read the salt file, creating it (random, mode 0600, atomically) on first use.
+
+    Raises:
+        ConfigError: the file cannot be read or created, or is empty.
+    """
+    from sum_monai.errors import ConfigError
+
+    created = False
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:  # O_EXCL: two processes starting at once agree on one salt
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(32) + "\n")
+                created = True
+        salt = path.read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise ConfigError(
+            f"{path}: cannot read or create the case-id salt file ({err.strerror or err}); set {SALT_ENV} or "
+            f"{SALT_FILE_ENV}"
+        ) from err
+    if not salt:
+        raise ConfigError(f"{path}: the case-id salt file is empty; delete it to make a new one (ids will change)")
+    log.info(
+        "case ids are keyed by the salt in %s (%s); back it up: the same ids can only be made again with it",
+        path,
+        "created now" if created else "existing",
+    )
+    return salt.encode("utf-8")
+
+
+def reset_salt_cache() -> None:
+    """Forget the salt read from a file (after changing ``SUM_MONAI_ID_SALT_FILE``)."""
+    _file_salt.cache_clear()
+
+
 def id_salt() -> bytes:
-    """The salt in force: ``$SUM_MONAI_ID_SALT`` if set and non-empty, else :data:`DEFAULT_SALT`."""
-    return (os.environ.get(SALT_ENV) or DEFAULT_SALT).encode("utf-8")
+    """The salt in force: ``$SUM_MONAI_ID_SALT`` if set and non-empty, else the salt file's content."""
+    env = os.environ.get(SALT_ENV)
+    if env:
+        return env.encode("utf-8")
+    return _file_salt(salt_file())
 
 
 def salt_source() -> str:
-    """``"env"`` if the salt comes from ``SUM_MONAI_ID_SALT``, else ``"default"`` (never the salt)."""
-    return "env" if os.environ.get(SALT_ENV) else "default"
+    """``"env"`` if the salt comes from ``SUM_MONAI_ID_SALT``, else ``"file"`` (never the salt)."""
+    return "env" if os.environ.get(SALT_ENV) else "file"
 
 
 def keyed_hash(message: str, prefix: str, salt: bytes | None = None, length: int = ID_HEX_CHARS) -> str:

@@ -44,11 +44,15 @@ class ValidationReport:
         cases: number of cases per split.
         files: number of files opened.
         label_values: mask values found (after RGB -> grey), sorted.
+        lesions: number of cases per split whose masks mark at least one pixel.
+        lesion_case_ids: the ``case_id`` of those cases (where entries have one).
     """
 
     cases: dict[str, int] = field(default_factory=dict)
     files: int = 0
     label_values: list[float] = field(default_factory=list)
+    lesions: dict[str, int] = field(default_factory=dict)
+    lesion_case_ids: set[str] = field(default_factory=set)
 
 
 def load_datalist_json(path: str | Path) -> dict[str, Any]:
@@ -111,8 +115,11 @@ def _check_case(
     labels: LabelSpec,
     channels: list[str] | None,
     seen: set[float],
-) -> tuple[list[DataError], int]:
-    """Check one datalist entry; return its problems and the number of files opened."""
+    modality: str | None = None,
+    spatial_dims: int | None = None,
+) -> tuple[list[DataError], int, int]:
+    """Check one datalist entry; return its problems, the number of files opened and of mask pixels."""
+    from sum_monai.bundle.bundle_scripts.checks import modality_problem
     from sum_monai.io.read import read_image
 
     errors: list[DataError] = []
@@ -121,9 +128,9 @@ def _check_case(
     masks = [Path(os.path.normpath(base / p)) for p in _as_list(entry.get("label"))]
     where = base / str(entry.get("image", "?"))
     if not images:
-        return [DataError(where, "datalist entry has no 'image'")], 0
+        return [DataError(where, "datalist entry has no 'image'")], 0, 0
     if not masks:
-        return [DataError(images[0], "datalist entry has no 'label' (mask)")], 0
+        return [DataError(images[0], "datalist entry has no 'label' (mask)")], 0, 0
     opened = 0
     loaded = []
     for path in images:
@@ -132,6 +139,13 @@ def _check_case(
             opened += 1
         except DataError as err:
             errors.append(err)
+            continue
+        if modality and (problem := modality_problem(path, [modality])):
+            errors.append(DataError(path, problem))
+        if spatial_dims and len(loaded[-1].spatial_shape) != spatial_dims:
+            errors.append(
+                DataError(path, f"is a {len(loaded[-1].spatial_shape)}D image; the bundle segments {spatial_dims}D images")
+            )
     if loaded:
         ref = loaded[0]
         for k, img in enumerate(loaded[1:], start=2):
@@ -176,7 +190,7 @@ def _check_case(
             errors.append(DataError(masks[0], f"class is {name} but the mask marks {union} pixels"))
         elif int(lesion) > 0 and not union:
             errors.append(DataError(masks[0], f"class is {name} but its mask(s) are empty"))
-    return errors, opened
+    return errors, opened, union
 
 
 def _leakage(data: dict[str, Any], source: Path) -> list[DataError]:
@@ -217,6 +231,8 @@ def validate_datalist(
     label_values: tuple[int, ...] | None = None,
     progress: bool = True,
     name: str | None = None,
+    modality: str | None = None,
+    spatial_dims: int | None = None,
 ) -> ValidationReport:
     """Check every case of a datalist; raise all problems together.
 
@@ -226,6 +242,9 @@ def validate_datalist(
         label_values: allowed label values; default from ``meta.labels`` (binary if absent).
         progress: show a tqdm progress bar.
         name: what to call the datalist in messages (default: its path, or ``base_dir``).
+        modality: the DICOM Modality images must have (the bundle's, e.g. ``"MG"``); non-DICOM
+            files pass. None: not checked.
+        spatial_dims: the dimensions images must have (2 or 3, the bundle's). None: not checked.
 
     Returns:
         counts of what was checked.
@@ -263,9 +282,14 @@ def validate_datalist(
         if not isinstance(entry, dict):
             errors.append(DataError(source, f"{split} entry is not an object: {entry!r:.60}"))
             continue
-        found, opened = _check_case(entry, base, labels, channels, seen)
+        found, opened, union = _check_case(entry, base, labels, channels, seen, modality, spatial_dims)
         errors.extend(found)
         report.files += opened
+        report.lesions.setdefault(split, 0)
+        if union:
+            report.lesions[split] += 1
+            if entry.get("case_id"):
+                report.lesion_case_ids.add(str(entry["case_id"]))
     if not entries:
         errors.append(DataError(source, "datalist holds no case"))
     if errors:

@@ -34,6 +34,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,11 +88,22 @@ class ReaderSpec:
         return getattr(monai.data, self.reader)(**dict(self.kwargs))
 
 
+#: PNG / JPEG: the stored channels (palettes expanded, 16-bit kept), sizes checked before decoding,
+#: by the same code the bundles' PIL converter uses (``scripts/pil.py``).
+def _pil_expanded(image: Any) -> Any:
+    """``scripts/pil.py``'s :func:`expanded` (imported when first used: it imports MONAI)."""
+    from sum_monai.bundle.bundle_scripts.pil import expanded
+
+    return expanded(image)
+
+
+_PIL = (("converter", _pil_expanded),)
+
 _REGISTRY: dict[str, ReaderSpec] = {
-    ".png": ReaderSpec("PILReader", "PNG image", geometric=False),
-    ".jpg": ReaderSpec("PILReader", "JPEG image", geometric=False),
-    ".jpeg": ReaderSpec("PILReader", "JPEG image", geometric=False),
-    ".pgm": ReaderSpec("PILReader", "PGM image", geometric=False),
+    ".png": ReaderSpec("PILReader", "PNG image", geometric=False, kwargs=_PIL),
+    ".jpg": ReaderSpec("PILReader", "JPEG image", geometric=False, kwargs=_PIL),
+    ".jpeg": ReaderSpec("PILReader", "JPEG image", geometric=False, kwargs=_PIL),
+    ".pgm": ReaderSpec("PILReader", "PGM image", geometric=False, kwargs=_PIL),
     ".dcm": ReaderSpec("PydicomReader", "DICOM file"),
     ".nii": ReaderSpec("NibabelReader", "NIfTI volume"),
     ".nii.gz": ReaderSpec("NibabelReader", "NIfTI volume"),
@@ -228,6 +240,26 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def _root_cause(err: BaseException) -> BaseException:
+    """The innermost exception (MONAI wraps reader errors in its own)."""
+    seen = set()
+    while (err.__cause__ or err.__context__) is not None and id(err) not in seen:
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__  # type: ignore[assignment]
+    return err
+
+
+def _own_problem(err: BaseException, path: Path) -> str | None:
+    """The problem of a ``ValueError("<path>: <problem>")`` raised by our own checks, else None."""
+    if not isinstance(err, ValueError):
+        return None
+    text = str(err)
+    for name in {str(path), str(path.absolute()), str(path.resolve())}:
+        if text.startswith(name + ": "):
+            return text[len(name) + 2 :]
+    return None
+
+
 def _explain_dicom_failure(path: Path, err: BaseException) -> str:
     """Say why a DICOM file failed: unreadable header, no pixel data, or bad pixel data."""
     import pydicom
@@ -266,9 +298,69 @@ def _projection_spacing(array: MetaTensor) -> tuple[float, ...] | None:
 
 
 def _check_series_folder(path: Path) -> None:
-    """Fail early on an empty folder (ITK would say only 'no DICOMs')."""
-    if not any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()):
+    """Fail early on an empty folder (ITK would say only 'no DICOMs') or on a broken slice.
+
+    ITK skips or misreads a damaged slice and the error surfaces later as a geometry mismatch
+    with no file named, so every DICOM file of the folder is parsed here and its pixel data
+    length compared with Rows x Columns x Samples x Bits Allocated.
+    """
+    import pydicom
+
+    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
         raise DataError(path, "empty folder: expected a DICOM series (the .dcm files of one series)")
+    for file in files:
+        if file.stat().st_size == 0:
+            raise DataError(file, f"file is empty (0 bytes): a broken slice of the DICOM series in {path}")
+        if not pydicom.misc.is_dicom(str(file)):
+            continue  # a README or DICOMDIR-less extra file: ITK ignores it too
+        try:
+            ds = pydicom.dcmread(file)
+            data = ds.get("PixelData")
+            if data is None:
+                raise ValueError("no pixel data")
+            if "TransferSyntaxUID" in ds.file_meta and not ds.file_meta.TransferSyntaxUID.is_compressed:
+                frames = int(ds.get("NumberOfFrames", 1) or 1)
+                needed = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * frames
+                needed = needed * int(ds.BitsAllocated) // 8
+                if len(data) < needed:
+                    raise ValueError(f"pixel data holds {len(data)} of {needed} bytes")
+        except Exception as err:
+            raise DataError(
+                file, f"broken slice of the DICOM series in {path} (truncated or corrupt): {_first_line(err)}"
+            ) from err
+
+
+#: Smallest |determinant| of the affine's 3x3 part (mm^3 per voxel) for a usable geometry.
+MIN_VOXEL_VOLUME = 1e-9
+
+
+def _geometry_problem(affine: np.ndarray) -> str | None:
+    """Why a voxel-to-world matrix cannot place the voxels (None when it can)."""
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) and aff.shape != (3, 3):
+        return None
+    n = aff.shape[0] - 1
+    if not np.all(np.isfinite(aff)):
+        return "degenerate geometry: the affine (voxel-to-world matrix) holds NaN or infinite values"
+    norms = np.linalg.norm(aff[:n, :n], axis=0)
+    if np.any(norms == 0):
+        axes = ", ".join(str(i) for i in np.flatnonzero(norms == 0))
+        return f"degenerate geometry: the affine has a zero column (voxel axis {axes} has no direction or size)"
+    if abs(np.linalg.det(aff[:n, :n])) < MIN_VOXEL_VOLUME:
+        return "degenerate geometry: the affine's axes are parallel (the voxel-to-world matrix cannot be inverted)"
+    return None
+
+
+def _nifti_header_problem(path: Path) -> str | None:
+    """Degenerate geometry in a NIfTI header (read without the voxels), else None."""
+    import nibabel as nib
+
+    try:
+        image = nib.load(str(path))
+    except Exception:
+        return None  # not readable as NIfTI: the reader reports it
+    return _geometry_problem(image.affine)
 
 
 @functools.lru_cache(maxsize=8)
@@ -311,6 +403,8 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         _check_series_folder(path)
     elif path.stat().st_size == 0:
         raise DataError(path, f"file is empty (0 bytes): not a {spec.kind}")
+    if spec.reader == "NibabelReader" and (problem := _nifti_header_problem(path)):
+        raise DataError(path, problem)
     loader = _loader(np.dtype(dtype).str if dtype is not None else None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -319,7 +413,20 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         except DataError:
             raise
         except Exception as err:
-            if spec.reader == "PydicomReader":
+            root = _root_cause(err)
+            own = _own_problem(root, path)
+            if own is not None:  # the size or mode check of scripts/pil.py, which names the file
+                problem = own
+            elif type(root).__name__ == "DecompressionBombError":  # PIL's own limit, checked in open()
+                from sum_monai.bundle.bundle_scripts import pil
+
+                size = re.search(r"\((\d+) pixels\)", str(root))
+                shown = f"{int(size.group(1)) / 1e6:.0f} M pixels" if size else "its size"
+                problem = (
+                    f"image of {shown} exceeds the limit of {pil.MAX_PIXELS / 1e6:.0f} M pixels (refused before decoding: "
+                    "a decompression bomb?)"
+                )
+            elif spec.reader == "PydicomReader":
                 problem = _explain_dicom_failure(path, err)
             elif path.is_dir():
                 problem = f"cannot be read as a DICOM series (no readable DICOM files?): {_first_line(err)}"
@@ -337,6 +444,8 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         if projection and "ImageOrientationPatient" in str(w.message):
             continue  # handled: such images count as non-geometric, spacing from PixelSpacing
         warnings.warn(w.message, stacklevel=2)  # re-emit the rest (shown once per message)
+    if spec.geometric and not projection and (problem := _geometry_problem(array.affine)):
+        raise DataError(path, problem)
     if check_finite and array.is_floating_point():
         import torch
 

@@ -17,9 +17,18 @@ Per case, written into ``--output`` (names from :mod:`sum_monai.predict.cases`):
 - DCE-MRI bundles: ``<name>_sub.nii.gz``, ``<name>_pe.nii.gz`` (``<name>_ser.nii.gz``) kinetic
   maps on the input grid and the tumour's mean enhancement in the JSON (:mod:`sum_monai.predict.kinetics`);
 
-and over all cases ``predictions.csv``. A case's files are staged in a scratch folder inside
-``--output`` and moved into place (atomic ``os.replace``) only when all of them are complete; a
-failing case is reported (``status=failed`` with its problem) and the next one runs.
+and over all cases ``predictions.csv``. Each input is first opened with
+:func:`sum_monai.io.read.read_image` (the checks datalists get: corrupt or truncated files, NaN /
+Inf, degenerate geometry, image size limits) and compared with what the bundle segments (2D or
+3D); the bundle itself checks the DICOM Modality. A failing case is reported (``status=failed``
+with its problem) and the next one runs.
+
+The whole prediction set is written into a scratch folder next to ``--output``
+(``.sum_monai-predict-<name>-<pid>-*``) and swapped in with ``os.replace`` once every case has
+run: a re-run into the same folder that is killed midway leaves the previous set whole (never
+masks of two models under one ``predictions.csv``), and scratch folders of killed runs are
+removed by the next run. ``--output`` must therefore be a new folder, an empty one, or an earlier
+prediction folder (it holds ``predictions.csv``), which is replaced as a whole.
 
 Example:
     >>> report = predict("breast_us_seg_2d", "data/busi", "preds", weights="model.pt")  # doctest: +SKIP
@@ -97,10 +106,21 @@ def _root_cause(err: BaseException) -> BaseException:
 
 
 def explain_failure(case: Case, err: BaseException) -> str:
-    """One line saying why ``case`` failed; unreadable files are explained by :func:`read_image`."""
+    """One line saying why ``case`` failed; unreadable files are explained by :func:`read_image`.
+
+    A bundle's own checks (``scripts/checks.py``, ``scripts/pil.py``) raise
+    ``ValueError("<input>: <problem>")``; those are shown as they are.
+    """
     if isinstance(err, DataError):
         return str(err)
     from sum_monai.io.read import read_image
+
+    root = _root_cause(err)
+    if isinstance(root, ValueError):
+        text = str(root).strip()
+        for path in case.paths:
+            if any(text.startswith(f"{name}: ") for name in {str(path), str(path.absolute()), str(path.resolve())}):
+                return f"{path}: {text.split(': ', 1)[1]}" if text.startswith(f"{path}: ") else text
 
     for path in case.paths:
         try:
@@ -118,7 +138,7 @@ class Predictor:
 
     Args:
         bundle: the bundle.
-        output_dir: the output folder (a scratch folder is made inside it, removed by :meth:`close`).
+        work_dir: a scratch folder for the bundle's saved masks and exports (removed by :meth:`close`).
         weights: the checkpoint; default the bundle's ``models/model.pt``.
         backend: ``torch``, ``torchscript`` or ``onnx``.
         model_file: an exported ``model.ts`` / ``.onnx`` for those backends (default: export the weights).
@@ -134,7 +154,7 @@ class Predictor:
     def __init__(
         self,
         bundle: Bundle,
-        output_dir: Path,
+        work_dir: Path,
         weights: str | Path | None = None,
         backend: str = "torch",
         model_file: str | Path | None = None,
@@ -162,8 +182,8 @@ class Predictor:
             str(v) for _, v in sorted(meta["inputs"]["image"].get("channel_def", {}).items())
         ]
 
-        output_dir.mkdir(parents=True, exist_ok=True)
-        self.scratch = Path(tempfile.mkdtemp(prefix=".sum_monai-predict-", dir=output_dir))
+        self.scratch = Path(work_dir)
+        self.scratch.mkdir(parents=True, exist_ok=True)
         try:
             (self.scratch / "saved").mkdir()
             (self.scratch / "export").mkdir()
@@ -232,6 +252,27 @@ class Predictor:
         self.close()
 
     # -- one case -------------------------------------------------------------------------------
+
+    def check_input(self, case: Case) -> None:
+        """Open every input of ``case`` as datalists do, and check it is what the bundle segments.
+
+        Raises:
+            DataError: an unusable file (see :func:`sum_monai.io.read.read_image`: corrupt, NaN /
+                Inf, degenerate geometry, size limits), or an image of other dimensions than the
+                bundle's (a 2D NIfTI given to the 3D bundle).
+        """
+        from sum_monai.io.read import read_image
+
+        for path in case.paths:
+            image = read_image(path)
+            dims = len(image.spatial_shape)
+            if dims != self.spatial_dims:
+                kind = "volumes" if self.spatial_dims == 3 else "images"
+                raise DataError(
+                    path,
+                    f"is a {dims}D image of size {image.spatial_shape}; {self.bundle.name} segments "
+                    f"{self.spatial_dims}D {kind}",
+                )
 
     def _infer(self, case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
         """Run pre -> inferer -> post; return label map, probabilities, affine and the saved mask."""
@@ -309,6 +350,7 @@ class Predictor:
         try:
             if case.problem:
                 raise DataError(case.input, case.problem)
+            self.check_input(case)
             label_map, probabilities, affine, saved = self._infer(case)
             spacing, voxel_size, spacing_source = self._spacing(case, affine)
             ext = image_suffix(saved) or saved.suffix
@@ -316,12 +358,17 @@ class Predictor:
             outputs: dict[str, str | None] = {"mask": f"{case.name}_seg{ext}", "dicom_seg": None}
             if case.dicom is not None:
                 seg_path = stage / "seg.dcm"
-                write_case_seg(
-                    seg_path, case, label_map, affine, self.class_names, self.modality,
-                    algorithm_name=self.bundle.name,
-                    algorithm_version=f"{self.bundle.version} (weights sha256 {self.weights_sha256[:12]})",
-                    uid_entropy=[*(str(p.resolve()) for p in case.paths), self.bundle.name, self.bundle.version, self.weights_sha256],
-                )  # fmt: skip
+                try:
+                    write_case_seg(
+                        seg_path, case, label_map, affine, self.class_names, self.modality,
+                        algorithm_name=self.bundle.name,
+                        algorithm_version=f"{self.bundle.version} (weights sha256 {self.weights_sha256[:12]})",
+                        uid_entropy=[*(str(p.resolve()) for p in case.paths), self.bundle.name, self.bundle.version, self.weights_sha256],
+                    )  # fmt: skip
+                except DataError as err:  # name the input, not the scratch file being written
+                    if err.path != str(seg_path):
+                        raise
+                    raise DataError(case.dicom, err.problem) from err
                 moves[seg_path] = output_dir / f"{case.name}_seg.dcm"
                 outputs["dicom_seg"] = f"{case.name}_seg.dcm"
             kinetics = None
@@ -421,6 +468,7 @@ def predict(
     t0 = time.perf_counter()
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
     out = Path(output_dir)
+    _check_output(out, Path(input_path))
     fmt = bundle.metadata["network_data_format"]["inputs"]["image"]
     studies = None
     if len(fmt["spatial_shape"]) == 3 and int(fmt["num_channels"]) > 1:
@@ -430,22 +478,101 @@ def predict(
     cases = find_cases(input_path, len(fmt["spatial_shape"]), int(fmt["num_channels"]), skip=out, studies=studies)
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     records: list[dict[str, Any]] = []
-    with Predictor(bundle, out, weights, backend, model_file, device, overrides, pixel_spacing) as predictor:
-        bar = tqdm(
-            cases,
-            desc=f"predict {bundle.name}",
-            unit="case",
-            file=sys.stderr,
-            disable=not progress or len(cases) < 2,
-        )
-        try:
-            for case in bar:
-                record = predictor.run_case(case, out, _case_id(case, root))
-                records.append(record)
-                if record["status"] != "ok":
-                    bar.write(f"failed: {record['error']}", file=sys.stderr)
-        finally:
-            bar.close()
-            csv_path = write_predictions_csv(records, out / CSV_NAME)
+    _remove_stale_scratch(out)
+    scratch = _new_scratch(out)
+    result = scratch / "result"
+    try:
+        result.mkdir()
+        with Predictor(bundle, scratch / "work", weights, backend, model_file, device, overrides, pixel_spacing) as predictor:
+            bar = tqdm(
+                cases,
+                desc=f"predict {bundle.name}",
+                unit="case",
+                file=sys.stderr,
+                disable=not progress or len(cases) < 2,
+            )
+            try:
+                for case in bar:
+                    record = predictor.run_case(case, result, _case_id(case, root))
+                    records.append(record)
+                    if record["status"] != "ok":
+                        bar.write(f"failed: {record['error']}", file=sys.stderr)
+            finally:
+                bar.close()
+        write_predictions_csv(records, result / CSV_NAME)
+        _swap_in(result, out, scratch)
+    finally:
+        if (scratch / "previous").is_dir() and not out.exists():  # interrupted between the two renames
+            os.replace(scratch / "previous", out)
+        shutil.rmtree(scratch, ignore_errors=True)
     failed = [r for r in records if r["status"] != "ok"]
-    return PredictReport(out, records, csv_path, backend, round(time.perf_counter() - t0, 2), failed)
+    return PredictReport(out, records, out / CSV_NAME, backend, round(time.perf_counter() - t0, 2), failed)
+
+
+#: Prefix of the scratch folders a prediction run writes next to its output.
+SCRATCH_PREFIX = ".sum_monai-predict-"
+
+
+def _check_output(out: Path, input_path: Path) -> None:
+    """``--output`` must be new, empty, or an earlier prediction folder (it is replaced whole).
+
+    Raises:
+        DataError: it is a file, or a folder holding other files (or the input).
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "is a file, not a folder: --output names the folder predictions are written to")
+    if not out.is_dir():
+        return
+    inp = input_path.resolve()
+    if inp == out.resolve() or out.resolve() in inp.parents:
+        raise DataError(out, f"holds the input {input_path}: predict replaces --output as a whole; choose another folder")
+    if any(out.iterdir()) and not (out / CSV_NAME).is_file():
+        raise DataError(
+            out,
+            f"holds other files and no {CSV_NAME}: predict replaces --output as a whole, so it must be a new or empty "
+            "folder, or an earlier prediction folder",
+        )
+
+
+def _scratch_owner_alive(folder: Path) -> bool:
+    """Whether the process that made a scratch folder (``...-<pid>-<random>``) still runs."""
+    parts = folder.name.rsplit("-", 2)
+    if len(parts) != 3 or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_scratch(out: Path) -> None:
+    """Remove scratch folders of killed runs into ``out`` (and old ones inside it)."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        return
+    stale = [p for p in parent.glob(f"{SCRATCH_PREFIX}{out.name}-*") if p.is_dir() and not _scratch_owner_alive(p)]
+    if out.is_dir():
+        stale += [p for p in out.glob(f"{SCRATCH_PREFIX}*") if p.is_dir()]  # the layout before whole-set swaps
+    for folder in stale:
+        logger.info("removing %s, left by a killed prediction run", folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _new_scratch(out: Path) -> Path:
+    from sum_monai.utils.atomic import make_dir
+
+    parent = make_dir(out.parent if str(out.parent) else Path("."))
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{out.name}-{os.getpid()}-", dir=parent))
+    except OSError as err:
+        raise DataError(out, f"cannot write here: {err.strerror or err}") from err
+
+
+def _swap_in(result: Path, out: Path, scratch: Path) -> None:
+    """Put the finished prediction set ``result`` at ``out`` (the old set moves into ``scratch``)."""
+    if out.is_dir():
+        os.replace(out, scratch / "previous")
+    os.replace(result, out)

@@ -28,6 +28,33 @@ def find_run(uri: str, experiment: str, run_name: str) -> Any | None:
     return runs[0] if runs else None
 
 
+def mark_failed(uri: str, experiment: str, run_name: str) -> None:
+    """End the run called ``run_name`` as FAILED if it is still RUNNING (an interrupted start).
+
+    MONAI's ``MLFlowHandler`` closes a run only when its engine completes, so a training that
+    raised or was interrupted would otherwise stay RUNNING for ever. Never raises: this runs
+    while another error is on its way to the user.
+    """
+    try:
+        run = find_run(uri, experiment, run_name)
+        if run is not None and run.info.status == "RUNNING":
+            _client(uri).set_terminated(run.info.run_id, "FAILED")
+    except Exception:  # the store itself may be what failed
+        logger.debug("could not mark MLflow run %s failed", run_name, exc_info=True)
+
+
+def reopen(uri: str, experiment: str, run_name: str) -> None:
+    """Set a FINISHED or FAILED run called ``run_name`` back to RUNNING, before a resume.
+
+    MONAI's ``MLFlowHandler`` continues a run of its name unless it is FINISHED, in which case it
+    opens a second run with the same name; a resumed training (more ``--epochs``) must continue
+    the same run instead.
+    """
+    run = find_run(uri, experiment, run_name)
+    if run is not None and run.info.status != "RUNNING":
+        _client(uri).update_run(run.info.run_id, status="RUNNING")
+
+
 def metric_history(uri: str, run_id: str, keys: Iterable[str]) -> dict[str, list[tuple[int, float]]]:
     """``{metric: [(step, value), ...]}`` sorted by step, for the metrics of ``keys`` the run has."""
     client = _client(uri)

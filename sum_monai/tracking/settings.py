@@ -10,6 +10,41 @@ from __future__ import annotations
 
 from typing import Any
 
+from monai.handlers import MLFlowHandler
+
+#: The handler class the settings name (importable by ``monai.bundle run`` under torchrun too).
+HANDLER = f"{__name__}.ResumableMLFlowHandler"
+
+
+class ResumableMLFlowHandler(MLFlowHandler):
+    """MONAI's ``MLFlowHandler`` that logs each metric at most once per step of a run.
+
+    Why: a training killed after it logged an epoch but before that epoch's checkpoint was
+    written trains the epoch again when resumed, and MONAI's handler would log its step a second
+    time with other values (MLflow cannot delete a logged value). This handler reads which
+    (metric, step) pairs the run already holds when it starts and skips those; the first value
+    logged for a step stays.
+    """
+
+    def start(self, engine: Any) -> None:
+        super().start(engine)
+        self._logged: set[tuple[str, int]] = set()
+        if self.cur_run is not None:
+            run = self.client.get_run(self.cur_run.info.run_id)
+            for key in run.data.metrics:
+                for m in self.client.get_metric_history(self.cur_run.info.run_id, key):
+                    self._logged.add((m.key, int(m.step)))
+
+    def _log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        from monai.utils import flatten_dict
+
+        logged = getattr(self, "_logged", set())
+        fresh = {k: v for k, v in flatten_dict(metrics).items() if (k, int(step or 0)) not in logged}
+        if fresh:
+            super()._log_metrics(fresh, step)
+            logged.update((k, int(step or 0)) for k in fresh)
+
+
 _IS_NOT_RANK0 = (
     "$torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank() > 0"
 )
@@ -17,7 +52,7 @@ _IS_NOT_RANK0 = (
 
 def _handler(uri: str, experiment: str, run_name: str, **kwargs: Any) -> dict[str, Any]:
     return {
-        "_target_": "MLFlowHandler",
+        "_target_": HANDLER,
         "_disabled_": "@is_not_rank0",
         "tracking_uri": uri,
         "experiment_name": experiment,

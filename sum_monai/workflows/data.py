@@ -60,8 +60,20 @@ def detect_layout(root: Path) -> str:
     )
 
 
-def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[str, ...] = ("training", "validation")) -> Path:
-    """Return a datalist JSON for ``data``, written into ``out_dir`` when it had to be built.
+def prepare_datalist(
+    data: Path,
+    out_dir: Path,
+    seed: int = 0,
+    require: tuple[str, ...] = ("training", "validation"),
+    require_lesions: tuple[str, ...] = (),
+    modality: str | None = None,
+    spatial_dims: int | None = None,
+) -> Path:
+    """Return a checked datalist JSON for ``data``, written into ``out_dir`` when it had to be built.
+
+    Every file is opened and checked before the bundle builds a dataset from it (as
+    ``sum-monai validate`` does): a folder is validated while its datalist is built, a JSON file
+    here, so a broken image is one clear error instead of a crash inside the data loader.
 
     Args:
         data: a datalist JSON (used as is when every case has a ``case_id``; otherwise copied
@@ -71,20 +83,30 @@ def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[st
         out_dir: where a built or completed datalist is written (``datalist.json``).
         seed: split seed for folders.
         require: splits that must hold at least one case.
+        require_lesions: splits that must hold at least one case whose mask marks a lesion
+            (training cannot learn, nor pick its best model, from normal images only).
+        modality, spatial_dims: what the bundle reads (DICOM Modality, 2D or 3D), checked on
+            every image of a JSON datalist.
 
     Raises:
-        DataError: unreadable datalist, empty required split, or a folder in no known layout.
+        DataError: unreadable datalist, empty required split, a split without lesions, or a
+            folder in no known layout.
+        DataErrors: every file problem found (missing, empty, corrupt, NaN, sizes, geometry ...).
     """
+    from sum_monai.datalists.validate import validate_datalist
+
     data = Path(data)
     if data.is_dir():
         from sum_monai.datalists.build import build_datalist
 
         path = out_dir / "datalist.json"
-        build_datalist(detect_layout(data), data, path, seed=seed)
+        built = build_datalist(detect_layout(data), data, path, seed=seed)
+        lesions = built["meta"].get("lesion_cases", {})
         content = load_datalist(path)
     else:
         path = data
         content = load_datalist(path)
+        lesions = validate_datalist(path, progress=False, modality=modality, spatial_dims=spatial_dims).lesions
         base = path.resolve().parent
         if not all(item.get("case_id") for s in SPLITS for item in content.get(s, [])):
             from sum_monai.datalists.ids import case_id
@@ -102,4 +124,11 @@ def prepare_datalist(data: Path, out_dir: Path, seed: int = 0, require: tuple[st
     for split in require:
         if not content.get(split):
             raise DataError(path, f"the {split!r} split is empty; training needs cases in {list(require)}")
+    for split in require_lesions:
+        if content.get(split) and not lesions.get(split):
+            raise DataError(
+                data,
+                f"no case of the {split!r} split has a lesion in its mask ({len(content[split])} cases, all normal): "
+                "a model cannot learn lesions, nor be selected by Dice, from normal images only",
+            )
     return path

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ from sum_monai.tracking import store
 from sum_monai.tracking.params import config_params
 from sum_monai.tracking.runs import find_run, log_artifacts, set_tags
 from sum_monai.tracking.settings import mlflow_settings
-from sum_monai.utils.atomic import atomic_write_text
+from sum_monai.utils.atomic import atomic_dir, atomic_write_text
 from sum_monai.workflows.data import SPLITS, absolute_paths, load_datalist, prepare_datalist
 from sum_monai.workflows.rundir import RUNS_ROOT, RunRecord
 
@@ -138,111 +139,133 @@ def evaluate(
     if output is None:
         output = Path(run) / f"evaluation-{split}" if run else RUNS_ROOT / bundle.name / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output(out)
+    # everything is written into a scratch folder that replaces `out` only once complete: a failed or
+    # killed evaluation leaves no half-written folder (and an earlier one whole)
+    with atomic_dir(out, overwrite=True) as work:
+        datalist = prepare_datalist(Path(data), work, seed=seed, require=())
+        content = load_datalist(datalist)
+        lesions = content.get("meta", {}).get("lesions")  # reference circles (mini-MIAS): CAD figures too
+        base = datalist.resolve().parent
+        if split == "all":  # one list of every case, with absolute paths as the file moves
+            content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
+            datalist = work / "datalist_all.json"
+            atomic_write_text(datalist, json.dumps(content, indent=1) + "\n")
+        cases = content.get(split) or []
+        if not cases:
+            raise DataError(datalist, f"no cases in the {split!r} split")
+        images = [os.path.abspath(base / _first(c["image"])) for c in cases]
+        # predictions mirror the inputs' folders below this root; a DICOM series is named after its
+        # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
+        root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
 
-    datalist = prepare_datalist(Path(data), out, seed=seed, require=())
-    content = load_datalist(datalist)
-    lesions = content.get("meta", {}).get("lesions")  # reference circles (mini-MIAS): CAD figures too
-    base = datalist.resolve().parent
-    if split == "all":  # one list of every case, with absolute paths as the file moves
-        content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
-        datalist = out / "datalist_all.json"
-        atomic_write_text(datalist, json.dumps(content, indent=1) + "\n")
-    cases = content.get(split) or []
-    if not cases:
-        raise DataError(datalist, f"no cases in the {split!r} split")
-    images = [os.path.abspath(base / _first(c["image"])) for c in cases]
-    # predictions mirror the inputs' folders below this root; a DICOM series is named after its
-    # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
-    root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
-
-    run_overrides: dict[str, Any] = dict(record.overrides) if record else {}
-    run_overrides.update(
-        data_list_file_path=as_override_path(datalist),
-        output_dir=as_override_path(out),
-        ckpt_path=as_override_path(weights),
-        eval_split=split,
-        prediction_root=root,
-    )
-    run_overrides.update(overrides or {})
-    run_overrides.update(device_override(device))
-
-    uri = store.tracking_uri(tracking_uri or (record.tracking_uri if record else None))
-    run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}"
-    params = config_params(create_workflow(bundle, "evaluate", run_overrides).parser)
-    params.update(eval_split=split, n_cases=str(len(cases)))
-    store.ensure_experiment(uri, bundle.name)
-    snapshot = str((out / "executed_evaluate_config.json").resolve())
-    tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot)
-    with store.using(uri):
-        wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
-
-    names = class_names(wf.parser.get("_meta_"))
-    per_case: dict[str, dict[str, Any]] = read_raw_metrics(out, names)
-    groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
-    preds = _prediction_files(out / "predictions")
-    fp_images, normal_cases = 0, 0
-    case_files: dict[str, dict[str, Any]] = {}
-    for c, image in zip(cases, images, strict=True):
-        cid = c.get("case_id", "")
-        row = per_case.setdefault(cid, {})
-        if c.get("class"):
-            row["class"] = c["class"]
-        pred_path = preds.get(str(Path(os.path.relpath(os.path.dirname(image), root)) / _stem(image)))
-        case_files[cid] = {
-            "image": image,
-            "label": absolute_paths(c, base).get("label"),
-            "prediction": str(pred_path) if pred_path else None,
-            "class": c.get("class"),
-        }
-        if pred_path is None:
-            continue
-        pred_any = bool(_load_array(pred_path).any())
-        row["predicted_lesion"] = float(pred_any)
-        if math.isnan(row.get("dice", math.nan)):  # empty reference: a normal image
-            normal_cases += 1
-            fp_images += int(pred_any)
-    summary: dict[str, Any] = summarise({k: {m: v for m, v in r.items() if isinstance(v, float)} for k, r in per_case.items()}, groups)
-    if normal_cases:
-        summary["normal_images"] = {"n": normal_cases, "share_with_predicted_lesion": fp_images / normal_cases}
-    per_case_csv = write_per_case_csv(per_case, out / "per_case.csv")
-    # local index of the files of each case (file names may identify patients: never logged)
-    write_json(case_files, out / "cases.json")
-    summary_json = write_json(
-        {"bundle": bundle.name, "bundle_version": bundle.version, "split": split, "weights": str(weights), "summary": summary},
-        out / "summary.json",
-    )
-    metric_cols = [m for m in TABLE_METRICS if any(m in r for r in per_case.values())]
-    if len(names) > 1:
-        metric_cols += [f"dice_{n}" for n in names]
-    table = format_summary({k: v for k, v in summary.items() if k != "normal_images"}, metric_cols)
-    if normal_cases:
-        table += f"\nnormal images with any predicted lesion: {fp_images}/{normal_cases} ({100 * fp_images / normal_cases:.1f} %)"
-    if lesions is not None:
-        from sum_monai.workflows.detection import score_detection
-
-        threshold = float(wf.parser.get_parsed_content("lesion_threshold")) if "lesion_threshold" in wf.parser else 0.5
-        detection = score_detection(
-            bundle, weights, [absolute_paths(c, base) for c in cases], lesions, merged, threshold, out
+        run_overrides: dict[str, Any] = dict(record.overrides) if record else {}
+        run_overrides.update(
+            data_list_file_path=as_override_path(datalist),
+            output_dir=as_override_path(work),
+            ckpt_path=as_override_path(weights),
+            eval_split=split,
+            prediction_root=root,
         )
-        summary["detection"] = {k: v for k, v in detection.items() if k != "table"}
-        table += "\n" + detection["table"]
-        write_json(summary, out / "summary_detection.json")
-    atomic_write_text(out / "summary.txt", table + "\n")
+        run_overrides.update(overrides or {})
+        run_overrides.update(device_override(device))
 
-    overlays = _overlays(wf, cases, images, root, preds, per_case, out / "overlays.png", max_overlays)
-    mlflow_run = find_run(uri, bundle.name, run_name)
-    run_id = mlflow_run.info.run_id if mlflow_run else ""
-    if run_id:
-        log_artifacts(uri, run_id, [p for p in (per_case_csv, summary_json, out / "summary.txt", overlays, out / "froc.png") if p])
-        if "detection" in summary:
-            _log_detection_metrics(uri, run_id, summary["detection"])
-        log_artifacts(uri, run_id, sorted(out.glob("*_raw.csv")) + sorted(out.glob("*_summary.csv")), "metrics")
-        tags = {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "evaluate", "split": split}
-        if record and record.mlflow_run_id:
-            tags["source_run_id"] = record.mlflow_run_id
-        set_tags(uri, run_id, tags)
-    return EvalResult(out, per_case_csv, summary_json, overlays, summary, table, run_id, uri)
+        uri = store.tracking_uri(tracking_uri or (record.tracking_uri if record else None))
+        run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique: runs are found by name
+        params = config_params(create_workflow(bundle, "evaluate", run_overrides).parser)
+        params.update(eval_split=split, n_cases=str(len(cases)))
+        store.ensure_experiment(uri, bundle.name)
+        snapshot = str((work / "executed_evaluate_config.json").resolve())
+        tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot)
+        with store.using(uri):
+            wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
+
+        names = class_names(wf.parser.get("_meta_"))
+        per_case: dict[str, dict[str, Any]] = read_raw_metrics(work, names)
+        groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
+        preds = _prediction_files(work / "predictions")
+        fp_images, normal_cases = 0, 0
+        case_files: dict[str, dict[str, Any]] = {}
+        for c, image in zip(cases, images, strict=True):
+            cid = c.get("case_id", "")
+            row = per_case.setdefault(cid, {})
+            if c.get("class"):
+                row["class"] = c["class"]
+            pred_path = preds.get(str(Path(os.path.relpath(os.path.dirname(image), root)) / _stem(image)))
+            case_files[cid] = {
+                "image": image,
+                "label": absolute_paths(c, base).get("label"),
+                "prediction": str(out / pred_path.relative_to(work)) if pred_path else None,
+                "class": c.get("class"),
+            }
+            if pred_path is None:
+                continue
+            pred_any = bool(_load_array(pred_path).any())
+            row["predicted_lesion"] = float(pred_any)
+            if math.isnan(row.get("dice", math.nan)):  # empty reference: a normal image
+                normal_cases += 1
+                fp_images += int(pred_any)
+        summary: dict[str, Any] = summarise({k: {m: v for m, v in r.items() if isinstance(v, float)} for k, r in per_case.items()}, groups)
+        if normal_cases:
+            summary["normal_images"] = {"n": normal_cases, "share_with_predicted_lesion": fp_images / normal_cases}
+        per_case_csv = write_per_case_csv(per_case, work / "per_case.csv")
+        # local index of the files of each case (file names may identify patients: never logged)
+        write_json(case_files, work / "cases.json")
+        summary_json = write_json(
+            {"bundle": bundle.name, "bundle_version": bundle.version, "split": split, "weights": str(weights), "summary": summary},
+            work / "summary.json",
+        )
+        metric_cols = [m for m in TABLE_METRICS if any(m in r for r in per_case.values())]
+        if len(names) > 1:
+            metric_cols += [f"dice_{n}" for n in names]
+        table = format_summary({k: v for k, v in summary.items() if k != "normal_images"}, metric_cols)
+        if normal_cases:
+            table += f"\nnormal images with any predicted lesion: {fp_images}/{normal_cases} ({100 * fp_images / normal_cases:.1f} %)"
+        if lesions is not None:
+            from sum_monai.workflows.detection import score_detection
+
+            threshold = float(wf.parser.get_parsed_content("lesion_threshold")) if "lesion_threshold" in wf.parser else 0.5
+            detection = score_detection(
+                bundle, weights, [absolute_paths(c, base) for c in cases], lesions, merged, threshold, work
+            )
+            summary["detection"] = {k: v for k, v in detection.items() if k != "table"}
+            table += "\n" + detection["table"]
+            write_json(summary, work / "summary_detection.json")
+        atomic_write_text(work / "summary.txt", table + "\n")
+
+        overlays = _overlays(wf, cases, images, root, preds, per_case, work / "overlays.png", max_overlays)
+        mlflow_run = find_run(uri, bundle.name, run_name)
+        run_id = mlflow_run.info.run_id if mlflow_run else ""
+        if run_id:
+            log_artifacts(uri, run_id, [p for p in (per_case_csv, summary_json, work / "summary.txt", overlays, work / "froc.png") if p])
+            if "detection" in summary:
+                _log_detection_metrics(uri, run_id, summary["detection"])
+            log_artifacts(uri, run_id, sorted(work.glob("*_raw.csv")) + sorted(work.glob("*_summary.csv")), "metrics")
+            tags = {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "evaluate", "split": split}
+            if record and record.mlflow_run_id:
+                tags["source_run_id"] = record.mlflow_run_id
+            set_tags(uri, run_id, tags)
+    final = {p: out / p.name for p in (per_case_csv, summary_json) if p}
+    return EvalResult(
+        out, final[per_case_csv], final[summary_json], out / overlays.name if overlays else None, summary, table,
+        run_id, uri,
+    )
+
+
+def _check_output(out: Path) -> None:
+    """``--output`` must be new, empty, or an earlier evaluation folder (it is replaced whole).
+
+    Raises:
+        DataError: it is a file, or a folder holding other files.
+    """
+    if out.exists() and not out.is_dir():
+        raise DataError(out, "is a file, not a folder: --output names the folder the evaluation is written to")
+    if out.is_dir() and any(out.iterdir()) and not (out / "summary.json").is_file():
+        raise DataError(
+            out,
+            "holds other files and no summary.json: evaluate replaces --output as a whole, so it must be a new or "
+            "empty folder, or an earlier evaluation folder",
+        )
 
 
 def _log_detection_metrics(uri: str, run_id: str, detection: dict[str, Any]) -> None:

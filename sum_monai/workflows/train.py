@@ -6,6 +6,7 @@ curve, a packaged trained bundle (folder + zip) and a registered model version i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,20 @@ from typing import Any
 from sum_monai.bundle.export import archive_bundle, example_input_shape, export_torchscript, package_bundle
 from sum_monai.bundle.locate import Bundle
 from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_workflow
-from sum_monai.errors import ConfigError
+from sum_monai.errors import ConfigError, DataError
 from sum_monai.tracking import store
 from sum_monai.tracking.params import config_params
-from sum_monai.tracking.runs import find_run, log_artifacts, metric_history, register_torchscript, set_tags
+from sum_monai.tracking.runs import (
+    find_run,
+    log_artifacts,
+    mark_failed,
+    metric_history,
+    register_torchscript,
+    reopen,
+    set_tags,
+)
 from sum_monai.tracking.settings import mlflow_settings
+from sum_monai.utils.atomic import make_dir
 from sum_monai.workflows.data import prepare_datalist
 from sum_monai.workflows.rundir import RunRecord, latest_run_dir, new_run_dir
 
@@ -116,40 +127,75 @@ def train(
     overrides = dict(overrides or {})
     if overrides.get("initial_weights") and not resume:  # before anything is written
         overrides["initial_weights"] = _checked_initial_weights(bundle, overrides)
+    created = False
     if resume:
         run_dir = Path(output) if output else latest_run_dir(bundle.name)
         record = RunRecord.load(run_dir)
-        if not (run_dir / "models" / "last.pt").is_file():
+        last = run_dir / "models" / "last.pt"
+        if not last.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
-        from sum_monai.bundle.weights import load_weights_only
-
-        # tensors only, or a clear error
-        trainer_state = load_weights_only(run_dir / "models" / "last.pt").get("trainer", {})
+        trainer_state = _checked_last(bundle, last, {**record.overrides, **overrides})
         run_overrides = dict(record.overrides)
         uri = record.tracking_uri
     else:
         trainer_state = {}
         if data is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
-        run_dir = Path(output) if output else new_run_dir(bundle.name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if (run_dir / "models" / "last.pt").exists():
+        run_dir = Path(output) if output else None
+        if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+            raise DataError(run_dir, "is a file, not a folder: --output names the run folder")
+        if run_dir is not None and (run_dir / "models" / "last.pt").exists():
             raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
-        datalist = prepare_datalist(Path(data), run_dir, seed=seed)
+        run_overrides = dict(overrides)
         uri = store.tracking_uri(tracking_uri)
-        run_overrides = {
-            "data_list_file_path": as_override_path(datalist),
-            "ckpt_dir": as_override_path(run_dir / "models"),
-            "output_dir": as_override_path(run_dir / "eval"),
-        }
-        record = RunRecord(
-            bundle=str(bundle.root), bundle_version=bundle.version, datalist=str(datalist),
-            run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=uri,
-        )  # fmt: skip
-    run_overrides.update(overrides or {})
+    run_overrides.update(overrides)
     if epochs is not None:
         run_overrides["epochs"] = int(epochs)
     run_overrides.update(device_override(device))
+    _check_schedule(bundle, run_overrides)  # before anything is written
+    if run_dir is None:
+        run_dir = new_run_dir(bundle.name)
+        created = True
+    else:
+        created = not run_dir.exists()
+        make_dir(run_dir)
+    with run_folder_lock(run_dir):
+        try:
+            if not resume:
+                if (run_dir / "models" / "last.pt").exists():
+                    raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
+                meta = bundle.metadata["network_data_format"]["inputs"]["image"]
+                datalist = prepare_datalist(
+                    Path(data), run_dir, seed=seed, require_lesions=("training", "validation"),
+                    modality=str(meta.get("modality") or "") or None, spatial_dims=len(meta["spatial_shape"]),
+                )  # fmt: skip
+                run_overrides.update(
+                    data_list_file_path=as_override_path(datalist),
+                    ckpt_dir=as_override_path(run_dir / "models"),
+                    output_dir=as_override_path(run_dir / "eval"),
+                )
+                record = RunRecord(
+                    bundle=str(bundle.root), bundle_version=bundle.version, datalist=str(datalist),
+                    run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=uri,
+                )  # fmt: skip
+        except BaseException:
+            if created:  # a new run folder that never started: leave nothing behind
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return _train_locked(bundle, run_dir, record, run_overrides, trainer_state, resume, nproc_per_node)
+
+
+def _train_locked(
+    bundle: Bundle,
+    run_dir: Path,
+    record: RunRecord,
+    run_overrides: dict[str, Any],
+    trainer_state: dict,
+    resume: bool,
+    nproc_per_node: int,
+) -> TrainResult:
+    """Train (or resume) and complete the run in ``run_dir``, whose lock is held."""
+    uri = record.tracking_uri
     record.overrides = {k: v for k, v in run_overrides.items() if k != "resume"}
     record.status = "running"
     record.save(run_dir)
@@ -162,27 +208,89 @@ def train(
     store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
     tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
-    if resume and _trainer_finished(trainer_state, run_overrides.get("epochs")):
-        # killed or failed after its last epoch (e.g. in the export): only the completion is left;
-        # starting the trainer again would open a second, empty MLflow run (MONAI never reopens a
-        # FINISHED one)
-        print(f"{run_dir}: training had finished; completing the run", flush=True)
-        return complete_run(bundle, run_dir, record)
     try:
+        if resume and _trainer_finished(trainer_state, run_overrides.get("epochs")):
+            # killed or failed after its last epoch (e.g. in the export): only the completion is left;
+            # starting the trainer again would open a second, empty MLflow run
+            print(f"{run_dir}: training had finished; completing the run", flush=True)
+            return complete_run(bundle, run_dir, record)
+        if resume:  # MONAI's handler never continues a FINISHED run: reopen it (more --epochs)
+            reopen(uri, bundle.name, record.run_name)
         with store.using(uri):
             if nproc_per_node > 1:
                 _torchrun(bundle, run_overrides, tracking, nproc_per_node, run_dir)
             else:
                 run_workflow(bundle, "train", run_overrides, tracking)
+        if resume:
+            run = find_run(uri, bundle.name, record.run_name)
+            if run is not None:
+                set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
+        return complete_run(bundle, run_dir, record)
     except BaseException:
         record.status = "failed"
         record.save(run_dir)
+        mark_failed(uri, bundle.name, record.run_name)
         raise
-    if resume:
-        run = find_run(uri, bundle.name, record.run_name)
-        if run is not None:
-            set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
-    return complete_run(bundle, run_dir, record)
+
+
+@contextlib.contextmanager
+def run_folder_lock(run_dir: Path) -> Iterator[None]:
+    """Hold ``run_dir/.lock`` while training writes into the run folder (``filelock``).
+
+    A second training (or ``--resume``) with the same ``--output`` would interleave checkpoints,
+    MLflow steps and registry versions of two runs; it is refused at once.
+
+    Raises:
+        ConfigError: another process holds the lock.
+    """
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(run_dir / ".lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as err:
+        raise ConfigError(
+            f"{run_dir}: another process is training into it (it holds {run_dir / '.lock'}); wait for it to end "
+            "or choose another --output"
+        ) from err
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _check_schedule(bundle: Bundle, overrides: dict[str, Any]) -> None:
+    """Refuse an ``epochs`` / ``val_interval`` pair that never validates (so never saves model.pt)."""
+    parser = create_workflow(bundle, "train", overrides).parser
+    try:
+        epochs = int(parser.get_parsed_content("epochs"))
+        interval = int(parser.get_parsed_content("val_interval"))
+    except Exception:  # a bundle without these ids: nothing to check
+        return
+    if epochs < 1:
+        raise ConfigError(f"--epochs {epochs}: at least 1 epoch is needed")
+    if interval > epochs:
+        raise ConfigError(
+            f"--epochs {epochs} is shorter than val_interval {interval}: no validation would run, so no best model "
+            f"(models/model.pt) would be saved; train at least {interval} epochs or --set val_interval={epochs}"
+        )
+
+
+def _checked_last(bundle: Bundle, last: Path, overrides: dict[str, Any]) -> dict:
+    """The trainer state of a run's ``last.pt``, once its network weights are known to fit the bundle.
+
+    Checked before MLflow or the trainer start (tensors only, same layers and shapes as the
+    configured ``network_def``), so a ``last.pt`` of another network fails with its name.
+    """
+    from sum_monai.bundle.weights import check_state_dict, load_weights_only, network_from_bundle
+
+    content = load_weights_only(last)
+    if not isinstance(content, dict) or not isinstance(content.get("network"), dict):
+        raise ConfigError(f"{last}: not a training checkpoint of sum-monai (no 'network' state dict in it)")
+    net = network_from_bundle(bundle, overrides, workflow="train")
+    check_state_dict(content["network"], net.state_dict(), last, network=f"network_def ({bundle.name})")
+    trainer = content.get("trainer")
+    return trainer if isinstance(trainer, dict) else {}
 
 
 def _checked_initial_weights(bundle: Bundle, overrides: dict[str, Any]) -> str:

@@ -5,12 +5,22 @@ file before writing the next, so a SIGKILL at the wrong moment leaves a corrupt 
 ``model.pt``. This handler keeps its role but saves through Ignite's ``Checkpoint`` and atomic
 ``DiskSaver`` (temporary file + ``os.replace``), and never deletes the file it replaces.
 
+A process killed while writing leaves its temporary file behind (Ignite names it ``tmp*``, and
+nothing ever removes it: a few MB per kill). Here the temporary file is named after the checkpoint
+(``.last.pt.tmp-*``) and the saver removes those of earlier, killed writers when it starts (one
+trainer per run folder: ``sum-monai train`` holds a lock on it).
+
 This file is synced from ``sum_monai/bundle/bundle_scripts/checkpoint.py``; edit it there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from ignite.engine import Engine, Events
@@ -18,11 +28,28 @@ from ignite.handlers import Checkpoint, DiskSaver
 
 
 class _FixedNameDiskSaver(DiskSaver):
-    """Atomic DiskSaver that always writes one file name and never removes it."""
+    """Atomic DiskSaver that always writes one file name, never removes it, and cleans up after kills."""
 
     def __init__(self, dirname: str, filename: str) -> None:
         super().__init__(dirname, atomic=True, create_dir=True, require_empty=False)
         self.filename = filename
+        self.temp_prefix = f".{filename}.tmp-"
+        for stale in Path(dirname).glob(f"{self.temp_prefix}*"):  # left by a killed write
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+    def _save_func(self, checkpoint: Mapping, path: Path, func: Callable) -> None:
+        """Ignite's atomic write, with a temporary file named after the checkpoint."""
+        fd, tmp = tempfile.mkstemp(prefix=self.temp_prefix, dir=self.dirname)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                func(checkpoint, f, **self.kwargs)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
+            raise
+        os.chmod(path, os.stat(path).st_mode | stat.S_IRGRP | stat.S_IROTH)
 
     def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
         super().__call__(checkpoint, self.filename, metadata)
