@@ -102,14 +102,16 @@ def test_check_bundle_scripts_and_background(tmp_path: Path) -> None:
 def test_prepare_app_copies_sample_app_and_bundles(tmp_path: Path) -> None:
     venv = tmp_path / "venv"  # a fake venv holding only the sample app: prepare_app copies, it runs nothing
     (venv / ml.SAMPLE_APP / "lib" / "infers").mkdir(parents=True)
-    (venv / ml.SAMPLE_APP / "main.py").write_text(f"# app\n{ml.APP_IMPORT[0]}")
+    (venv / ml.SAMPLE_APP / "main.py").write_text("# app\n" + "".join(old for old, _ in ml.APP_IMPORTS))
     b2, b3 = smoke.make_bundle_2d(tmp_path / "b"), smoke.make_bundle_3d(tmp_path / "b")
     (b2 / "eval").mkdir()
     (b2 / "eval" / "junk.png").write_bytes(b"x")
     app = ml.prepare_app([b2, b3], tmp_path / "work", venv)
     assert app == tmp_path / "work" / "app"
-    assert (app / "main.py").read_text() == f"# app\n{ml.APP_IMPORT[1]}"
+    assert (app / "main.py").read_text() == "# app\n" + "".join(new for _, new in ml.APP_IMPORTS)
     assert (app / "lib" / "infers" / "sum_monai_bundle.py").read_text() == ml.APP_INFER_MODULE
+    for target, source in ml.APP_MODULES.items():  # checked uploads, guarded training, tracking
+        assert (app / target).read_text() == (Path(ml.__file__).parent / "app_lib" / source).read_text()
     for b in (b2, b3):
         copy = app / "model" / b.name
         assert (copy / "models" / "model.pt").read_bytes() == (b / "models" / "model.pt").read_bytes()
@@ -123,8 +125,8 @@ def test_prepare_app_copies_sample_app_and_bundles(tmp_path: Path) -> None:
     kept = list((tmp_path / "work" / "trained").rglob("model.pt"))
     assert [k.read_bytes() for k in kept] == [b"trained"] and kept[0].parts[-3] == b3.name
     assert (copy / "models" / "model.pt").read_bytes() == (b3 / "models" / "model.pt").read_bytes()
-    (venv / ml.SAMPLE_APP / "main.py").write_text("# another MONAI Label\n")
-    with pytest.raises(ConfigError, match="no longer imports BundleInferTask"):
+    (venv / ml.SAMPLE_APP / "main.py").write_text("# another MONAI Label\n" + ml.APP_IMPORT[0])
+    with pytest.raises(ConfigError, match=r"no longer has `from monailabel\.interfaces\.app import MONAILabelApp`"):
         ml.prepare_app([b2], tmp_path / "work", venv)
     with pytest.raises(ConfigError, match="sample app not found"):
         ml.prepare_app([b2], tmp_path / "work", tmp_path / "nowhere")
@@ -140,6 +142,8 @@ def test_server_command_is_offline_and_local(tmp_path: Path) -> None:
                      "preload": "false"}  # fmt: skip
     train = ml.server_command("v", "a", "s", ["a"], train=True)
     assert train[train.index("skip_trainers") + 1] == "false"
+    tracked = ml.server_command("v", "a", "s", ["a"], train=True, tracking_uri="http://127.0.0.1:5000")
+    assert tracked[-3:] == ["--conf", "tracking_uri", "http://127.0.0.1:5000"]
 
 
 def test_cli_reports_missing_env(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

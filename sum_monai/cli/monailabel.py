@@ -9,6 +9,7 @@ bundles and runs the server on 127.0.0.1 until Ctrl-C. The work is done in
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -82,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--train", action="store_true", help="offer POST /train/{model} for bundles with configs/train.json"
     )
+    serve.add_argument(
+        "--tracking-uri",
+        default=None,
+        help="MLflow tracking server (or store) where every training through MONAI Label is tracked, as "
+        "`sum-monai train` runs are (default: $MLFLOW_TRACKING_URI; neither: trainings are not tracked)",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -143,7 +150,10 @@ def _serve(args: argparse.Namespace) -> int:
     # MONAI Label would list a bundle whose scripts fail to import and answer its /infer with HTTP 500
     check_bundles_in_env([app / "model" / m for m in models], venv)
     studies = args.studies or str(args.workdir / "studies")
-    server = MonaiLabelServer(venv, app, studies, models, port=args.port, host=args.host, train=args.train)
+    tracking = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+    server = MonaiLabelServer(
+        venv, app, studies, models, port=args.port, host=args.host, train=args.train, tracking_uri=tracking
+    )
     # SIGTERM (kill, a service manager) must stop the server too: it runs in its own session
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     server.start()

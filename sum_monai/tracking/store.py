@@ -38,7 +38,9 @@ def artifact_location(uri: str) -> str | None:
 
 
 def ui_command(uri: str) -> str:
-    """The command that opens the MLflow UI on this store."""
+    """The command that opens the MLflow UI on this store (a tracking server is its own UI)."""
+    if uri.startswith(("http://", "https://")):
+        return f"open {uri} in a browser (the tracking server's UI)"
     return f"mlflow ui --backend-store-uri {uri} --port 5000"
 
 

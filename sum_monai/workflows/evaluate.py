@@ -32,9 +32,10 @@ from sum_monai.reports.tables import (
     write_per_case_csv,
 )
 from sum_monai.tracking import store
+from sum_monai.tracking.outage import answering
 from sum_monai.tracking.params import config_params
 from sum_monai.tracking.runs import find_run, log_artifacts, set_tags
-from sum_monai.tracking.settings import mlflow_settings
+from sum_monai.tracking.settings import has_guard, mlflow_settings
 from sum_monai.utils.atomic import atomic_dir, atomic_write_text
 from sum_monai.workflows.data import SPLITS, absolute_paths, load_datalist, prepare_datalist
 from sum_monai.workflows.rundir import RUNS_ROOT, RunRecord
@@ -174,9 +175,10 @@ def evaluate(
         run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique: runs are found by name
         params = config_params(create_workflow(bundle, "evaluate", run_overrides).parser)
         params.update(eval_split=split, n_cases=str(len(cases)))
-        store.ensure_experiment(uri, bundle.name)
+        with answering(uri, "before the evaluation"):
+            store.ensure_experiment(uri, bundle.name)
         snapshot = str((work / "executed_evaluate_config.json").resolve())
-        tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot)
+        tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot, has_guard(bundle.root))
         with store.using(uri):
             wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
 

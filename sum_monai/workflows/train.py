@@ -24,6 +24,7 @@ from sum_monai.bundle.locate import Bundle
 from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_workflow
 from sum_monai.errors import ConfigError, DataError
 from sum_monai.tracking import store
+from sum_monai.tracking.outage import answering, send_pending
 from sum_monai.tracking.params import config_params
 from sum_monai.tracking.runs import (
     find_run,
@@ -34,7 +35,7 @@ from sum_monai.tracking.runs import (
     reopen,
     set_tags,
 )
-from sum_monai.tracking.settings import mlflow_settings
+from sum_monai.tracking.settings import has_guard, mlflow_settings
 from sum_monai.utils.atomic import make_dir
 from sum_monai.workflows.data import prepare_datalist
 from sum_monai.workflows.rundir import RunRecord, latest_run_dir, new_run_dir
@@ -205,9 +206,10 @@ def _train_locked(
     # MLflow parameters are write-once: a resumed run keeps those of its first start (changed
     # settings such as a longer --epochs are recorded as a tag after the run)
     params = {} if resume else config_params(_parser_for(bundle, "train", run_overrides))
-    store.ensure_experiment(uri, bundle.name)
+    with answering(uri, "before training"):
+        store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
-    tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot)
+    tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot, has_guard(bundle.root))
     try:
         if resume and _trainer_finished(trainer_state, run_overrides.get("epochs")):
             # killed or failed after its last epoch (e.g. in the export): only the completion is left;
@@ -316,12 +318,27 @@ def _trainer_finished(state: dict, epochs: int | None) -> bool:
 
 
 def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResult:
-    """Export, plot, package and register a training run whose trainer has finished."""
-    from sum_monai.reports.curves import plot_learning_curve
+    """Export, plot, package and register a training run whose trainer has finished.
 
+    What the tracking server missed while it was away is sent first; a server that does not answer
+    stops here with a ConfigError that says how to complete the run later (``--resume``).
+    """
     model_pt = run_dir / "models" / "model.pt"
     if not model_pt.is_file():
         raise ConfigError(f"{run_dir}: training ended without models/model.pt (was the validation split empty?)")
+    uri = record.tracking_uri
+    resume = f"sum-monai train --bundle {bundle.root} --resume --output {run_dir}"
+    # what the tracking server missed during the run (it was away): sent now, or a clear error
+    for sent in send_pending(run_dir / "eval", uri, resume):
+        print(f"MLflow: sent {sent['metrics']} metric values of epochs {sent['late_epochs']} late to run {sent['run_id']}")
+    with answering(uri, f"completing the run; its checkpoints are in {run_dir / 'models'}; run `{resume}` later", None):
+        return _complete_tracked_run(bundle, run_dir, record, model_pt)
+
+
+def _complete_tracked_run(bundle: Bundle, run_dir: Path, record: RunRecord, model_pt: Path) -> TrainResult:
+    """The part of :func:`complete_run` that needs the tracking server."""
+    from sum_monai.reports.curves import plot_learning_curve
+
     uri = record.tracking_uri
     run = find_run(uri, bundle.name, record.run_name)
     if run is None:

@@ -26,7 +26,9 @@ Example:
 
 from sum_monai.deploy.monailabel.app import (
     APP_IMPORT,
+    APP_IMPORTS,
     APP_INFER_MODULE,
+    APP_MODULES,
     COPY_IGNORE,
     SAMPLE_APP,
     prepare_app,
@@ -49,7 +51,9 @@ from sum_monai.deploy.monailabel.server import MonaiLabelServer, free_port, serv
 
 __all__ = [
     "APP_IMPORT",
+    "APP_IMPORTS",
     "APP_INFER_MODULE",
+    "APP_MODULES",
     "COPY_IGNORE",
     "DEFAULT_VENV_NAME",
     "MONAILABEL_PINS",

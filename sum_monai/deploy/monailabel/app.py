@@ -2,8 +2,17 @@
 
 MONAI Label finds a bundle without downloading anything when its folder already exists under the
 app's ``model/`` (with ``zoo_source github``). :func:`prepare_app` copies the sample app out of the
-venv, adds one module working around a MONAI 1.6 / MONAI Label 0.8.5 incompatibility
-(:data:`APP_INFER_MODULE`) and copies each checked bundle in.
+venv, adds three modules and points three imports of its ``main.py`` at them, and copies each
+checked bundle in:
+
+- :data:`APP_INFER_MODULE` (``lib/infers/sum_monai_bundle.py``): works around a MONAI 1.6 /
+  MONAI Label 0.8.5 incompatibility (``Spacingd`` on NIfTI input);
+- ``app_lib/sum_monai_app.py`` (``lib/sum_monai_app.py``): uploads to the local datastore are
+  opened and checked (size of the label against its image, label values against the served
+  bundles' labels) and refused with HTTP 422 before anything is stored;
+- ``app_lib/sum_monai_train.py`` (``lib/trainers/sum_monai_bundle.py``): a failed training puts
+  the served weights back, trainings are tracked in the MLflow server of ``--tracking-uri``, and
+  each bundle trains on the studies of its own dimension.
 """
 
 from __future__ import annotations
@@ -54,6 +63,22 @@ APP_IMPORT = (
     "from monailabel.tasks.infer.bundle import BundleInferTask\n",
     "from lib.infers.sum_monai_bundle import BundleInferTask  # sum_monai: see that module\n",
 )
+#: The other imports of ``main.py`` that :func:`prepare_app` points at the modules of :data:`APP_MODULES`.
+APP_BASE_IMPORT = (
+    "from monailabel.interfaces.app import MONAILabelApp\n",
+    "from lib.sum_monai_app import MONAILabelApp  # sum_monai: uploads checked, see that module\n",
+)
+APP_TRAIN_IMPORT = (
+    "from monailabel.tasks.train.bundle import BundleTrainTask\n",
+    "from lib.trainers.sum_monai_bundle import BundleTrainTask  # sum_monai: see that module\n",
+)
+APP_IMPORTS = (APP_IMPORT, APP_BASE_IMPORT, APP_TRAIN_IMPORT)
+#: Modules written into the app: path in the app -> source file in ``app_lib/`` beside this module.
+APP_MODULES = {
+    "lib/sum_monai_app.py": "sum_monai_app.py",
+    "lib/trainers/sum_monai_bundle.py": "sum_monai_train.py",
+}
+APP_LIB = Path(__file__).resolve().parent / "app_lib"
 #: Bundle files and folders not copied into the app (run outputs, caches).
 COPY_IGNORE = ("__pycache__", "*.pyc", "eval", "mlruns", "mlruns.db", ".pytest_cache")
 
@@ -71,8 +96,8 @@ def sample_app(venv: str | Path) -> Path:
 def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | Path) -> Path:
     """Make ``<workdir>/app``: the ``monaibundle`` sample app with each bundle in ``model/<name>``.
 
-    The app's ``main.py`` is the sample's with one import changed, to the BundleInferTask of
-    :data:`APP_INFER_MODULE` (MONAI 1.6 ``Spacingd`` would otherwise fail on NIfTI input). Bundles
+    The app's ``main.py`` is the sample's with three imports changed (:data:`APP_IMPORTS`), to the
+    modules described at the top of this module. Bundles
     are copied, not linked, so training through MONAI Label writes its checkpoints into the
     copy and never into ``bundles/``. The app folder is replaced whole (atomically); weights that
     MONAI Label trained in the previous app are first kept in ``<workdir>/trained/<name>/<time>/``.
@@ -97,19 +122,24 @@ def prepare_app(bundles: Iterable[str | Path], workdir: str | Path, venv: str | 
     source = sample_app(venv)
     app = Path(workdir).absolute() / "app"
     main = (source / "main.py").read_text()
-    if APP_IMPORT[0] not in main:
-        raise ConfigError(
-            f"{source / 'main.py'} no longer imports BundleInferTask as MONAI Label 0.8.5 did; "
-            "the venv holds another MONAI Label: run `sum-monai monailabel setup --force`"
-        )
+    for old, new in APP_IMPORTS:
+        if old not in main:
+            raise ConfigError(
+                f"{source / 'main.py'} no longer has `{old.strip()}` as MONAI Label 0.8.5 did; "
+                "the venv holds another MONAI Label: run `sum-monai monailabel setup --force`"
+            )
+        main = main.replace(old, new)
     for info in infos:
         _keep_trained(
             app / "model" / info.name / "models", info.path / "models", Path(workdir) / "trained" / info.name
         )
     with atomic_dir(app, overwrite=True) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*COPY_IGNORE))
-        (tmp / "main.py").write_text(main.replace(*APP_IMPORT))
+        (tmp / "main.py").write_text(main)
         (tmp / "lib" / "infers" / "sum_monai_bundle.py").write_text(APP_INFER_MODULE)
+        for target, name in APP_MODULES.items():
+            (tmp / target).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / target).write_text((APP_LIB / name).read_text())
         for info in infos:
             shutil.copytree(info.path, tmp / "model" / info.name, ignore=shutil.ignore_patterns(*COPY_IGNORE))
     return app

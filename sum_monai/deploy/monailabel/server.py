@@ -44,6 +44,7 @@ def server_command(
     port: int = 8000,
     host: str = "127.0.0.1",
     train: bool = False,
+    tracking_uri: str | None = None,
 ) -> list[str]:
     """The ``monailabel start_server`` command line for the prepared app.
 
@@ -61,7 +62,11 @@ def server_command(
         port: TCP port.
         host: address to listen on (127.0.0.1: this machine only).
         train: offer ``POST /train/{model}`` for bundles with ``configs/train.json``.
+        tracking_uri: MLflow tracking URI in which every training is tracked (the app setting
+            ``tracking_uri``, read by the app's ``lib/trainers/sum_monai_bundle.py``); ``None``:
+            trainings are tracked only when a request asks for it.
     """
+    tracking = ["--conf", "tracking_uri", tracking_uri] if tracking_uri else []
     return [
         str(venv_python(venv)), "-m", "monailabel.main", "start_server",
         "--app", str(app), "--studies", str(studies), "--host", host, "--port", str(port),
@@ -70,6 +75,7 @@ def server_command(
         "--conf", "sam2", "false",
         "--conf", "skip_trainers", "false" if train else "true",
         "--conf", "preload", "false",
+        *tracking,
     ]  # fmt: skip
 
 
@@ -86,6 +92,7 @@ class MonaiLabelServer:
         train: offer training (see :func:`server_command`).
         log: file the server's output goes to; ``None`` leaves it on the terminal.
         env: extra environment variables for the server (e.g. ``OMP_NUM_THREADS``).
+        tracking_uri: MLflow server (or store) where every training through this server is tracked.
 
     Example:
         >>> with MonaiLabelServer(venv, app, studies, ["breast_us_seg_2d"]) as server:  # doctest: +SKIP
@@ -103,6 +110,7 @@ class MonaiLabelServer:
         train: bool = False,
         log: IO[Any] | None = None,
         env: Mapping[str, str] | None = None,
+        tracking_uri: str | None = None,
     ) -> None:
         self.venv, self.app = Path(venv), Path(app)
         # a DICOMweb URL stays a string (Path would fold its "//")
@@ -110,6 +118,7 @@ class MonaiLabelServer:
         self.models, self.host, self.train = list(models), host, train
         self.port = port or free_port(host)
         self.log = log
+        self.tracking_uri = tracking_uri
         defaults = {
             # the app unloads each bundle's `scripts` package before using the next bundle only when
             # this is true; several bundles in one app depend on it
@@ -117,6 +126,8 @@ class MonaiLabelServer:
             # sessions (uploads kept for repeated inference) beside the app instead of ~/.cache
             "MONAI_LABEL_SESSION_PATH": str(self.app.parent / "sessions"),
         }
+        if tracking_uri:  # MONAI's MLFlowHandler prefers $MLFLOW_TRACKING_URI to the URI it is given
+            defaults["MLFLOW_TRACKING_URI"] = tracking_uri
         self.env = clean_env(self.venv, {**defaults, **(env or {})})
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,7 +141,9 @@ class MonaiLabelServer:
         check_env(self.venv)
         if isinstance(self.studies, Path):
             self.studies.mkdir(parents=True, exist_ok=True)
-        cmd = server_command(self.venv, self.app, self.studies, self.models, self.port, self.host, self.train)
+        cmd = server_command(
+            self.venv, self.app, self.studies, self.models, self.port, self.host, self.train, self.tracking_uri
+        )
         out = self.log if self.log is not None else None
         # cwd = the app's parent: MONAI Label reads settings from a `.env` file in its cwd
         self.proc = subprocess.Popen(
