@@ -26,8 +26,9 @@ POSTPROCESSING_FILES = ("inference.json", "evaluate.json")
 def cv_eval_metrics(report: dict[str, Any], record: Any) -> dict[str, Any]:
     """``eval_metrics`` of a packaged CV: mean and sd over folds of the figures a user would look at."""
     out: dict[str, Any] = {
-        "source": f"{len(report['folds'])}-fold cross-validation over the development pool, every case scored "
-        "by the fold model that never saw it (sum-monai cv); mean and sd over folds",
+        "source": f"{record.folds}-fold cross-validation over the development pool ({len(report['folds'])} folds "
+        "trained and scored), every case scored by the fold model that never saw it (sum-monai cv); mean and sd over folds",
+        "folds_scored": [int(k) for k in report["folds"]],
         "cases": report["cases"],
     }
     if report["kind"] == "segmentation":
@@ -61,7 +62,7 @@ def _set_postprocessing(config_file: Path, settings: dict[str, Any], tta_axes: l
 
 def package_cv(
     bundle: str | Path | Bundle, cv_dir: str | Path, out_dir: str | Path, version: str | None = None,
-    changelog: str | None = None,
+    changelog: str | None = None, finished_only: bool = False,
 ) -> Bundle:
     """Write the ensemble bundle of a finished cross-validation (see the module doc).
 
@@ -70,6 +71,8 @@ def package_cv(
         cv_dir: the CV folder, with every fold finished and ``cv_report.json`` written.
         out_dir: the bundle folder to write (replaced atomically).
         version: new ``version`` in ``metadata.json``; ``changelog`` its changelog entry.
+        finished_only: package the finished folds when some are not (the report must cover exactly
+            those); ``eval_metrics`` then says how many of the folds were trained and scored.
 
     Raises:
         ConfigError: a fold not finished, no report, or a config without the post-processing keys.
@@ -87,17 +90,21 @@ def package_cv(
         raise ConfigError(f"{cv_dir}: no finished cross-validation report (run `sum-monai cv` first)")
     report = json.loads(report_file.read_text())
     folds = [cv_dir / f"fold{k}" for k in range(record.folds)]
-    for fold in folds:
-        if not (fold / "run.json").is_file() or RunRecord.load(fold).status != "finished":
-            raise ConfigError(f"{fold}: fold not finished; an ensemble needs every fold (rerun `sum-monai cv`)")
+    finished = [f for f in folds if (f / "run.json").is_file() and RunRecord.load(f).status == "finished"]
+    if not finished_only and len(finished) < len(folds):
+        missing = next(f for f in folds if f not in finished)
+        raise ConfigError(f"{missing}: fold not finished; an ensemble needs every fold (rerun `sum-monai cv`, or --finished-only)")
+    if sorted(int(k) for k in report["folds"]) != [int(f.name[len("fold"):]) for f in finished]:
+        raise ConfigError(f"{report_file}: scores folds {report['folds']}, not the finished ones; run `sum-monai cv --no-train` again")
+    folds = finished
     settings = report["chosen"] if report["kind"] == "segmentation" else report["shipping"]
     tta_axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")
     packaged = package_bundle(
         bundle, out_dir, folds[0] / "models" / "model.pt", eval_metrics=cv_eval_metrics(report, record),
         overrides=record.overrides,
     )  # fmt: skip
-    for k, fold in enumerate(folds[1:], start=1):
-        shutil.copy2(fold / "models" / "model.pt", packaged.root / "models" / f"fold{k}.pt")
+    for fold in folds[1:]:  # fold<k>.pt after the CV fold it was trained for
+        shutil.copy2(fold / "models" / "model.pt", packaged.root / "models" / f"{fold.name}.pt")
     for name in POSTPROCESSING_FILES:
         _set_postprocessing(packaged.root / "configs" / name, settings, [int(a) for a in tta_axes])
     if version:

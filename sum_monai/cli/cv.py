@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write DIR as one bundle: the fold models as an ensemble, the CV's recipe, post-processing and figures",
     )  # fmt: skip
     p.add_argument("--version", help="with --package: the packaged bundle's version")
+    p.add_argument(
+        "--finished-only", action="store_true",
+        help="with --package: package the finished folds even if some are not (the metadata says how many)",
+    )
     p.add_argument("--changelog", help="with --package: its changelog entry")
     add_runtime_args(p)
     p.set_defaults(func=run)
@@ -71,7 +75,10 @@ def run(args: argparse.Namespace) -> int:
     if args.package:
         from sum_monai.bundle.from_cv import package_cv
 
-        packaged = package_cv(args.bundle, args.output, args.package, version=args.version, changelog=args.changelog)
+        packaged = package_cv(
+            args.bundle, args.output, args.package, version=args.version, changelog=args.changelog,
+            finished_only=args.finished_only,
+        )
         members = sorted(p.name for p in (packaged.root / "models").glob("*.pt"))
         print(f"packaged {packaged.root}: {', '.join(members)} + model.ts (version {packaged.version})")
     return 0
