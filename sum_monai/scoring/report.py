@@ -270,7 +270,7 @@ def _ms(pair: list[float | None], digits: int = 3) -> str:
 
 def format_detection(result: dict[str, Any]) -> str:
     """Markdown tables of a detection report."""
-    lines = ["| variant | sensitivity | FP / film | masses | calcifications | other | balanced acc. | normals marked | malignant AUC |", "|---" * 10 + "|"]
+    lines = ["| variant | sensitivity | FP / film | masses | calcifications | other | balanced acc. | normals marked | malignant AUC |", "|---" * 9 + "|"]
     for name, v in result["variants"].items():
         m = v["mean_sd"]
         lines.append(
