@@ -295,9 +295,9 @@ class GuardedMLFlowHandler(MLFlowHandler):
                     self._params = {}
                 # a resumed training repeats the epochs after its last checkpoint: each (metric, step) is logged once, the first value stays
                 self._metrics = [m for m in self._metrics if (m.key, int(m.step)) not in self._logged]
-                self._logged.update((m.key, int(m.step)) for m in self._metrics)
                 while self._metrics:
                     self.client.log_batch(run_id, metrics=self._metrics[:_BATCH], params=[], tags=[])
+                    self._logged.update((m.key, int(m.step)) for m in self._metrics[:_BATCH])  # only once the server has them
                     del self._metrics[:_BATCH]
                 while self._artifacts:
                     self.client.log_artifact(run_id, self._artifacts[0])
