@@ -1,6 +1,6 @@
 """``overlays.png`` of a prediction run: each predicted case with its mask outline, for a person to look at.
 
-The image is read the way the bundle reads it (its first ``LoadImaged`` of ``inference.json``:
+The image is read the way the bundle reads it (the steps of ``inference.json`` up to its ``LoadImaged``:
 mammography DICOM as presented, PNG through the bundle's reader), so the picture shows what the
 network saw, on the input's own grid where the mask was written.
 """
@@ -28,11 +28,13 @@ def write_prediction_overlays(
     Returns:
         the picture, or None when no 2D case was predicted.
     """
-    from monai.transforms import LoadImage
+    from monai.transforms import Compose, LoadImage, LoadImaged
 
     from sum_monai.bundle.run import create_workflow
 
-    loader = create_workflow(bundle, "inference").parser.get_parsed_content("preprocessing").transforms[0]
+    steps = list(create_workflow(bundle, "inference").parser.get_parsed_content("preprocessing").transforms)
+    # the bundle's steps up to its LoadImaged (input checks such as CheckModalityd, then the reader)
+    loader = Compose(steps[: next(i for i, s in enumerate(steps) if isinstance(s, LoadImaged)) + 1])
     panels = []
     for record in [r for r in records if r.get("status") == "ok"][:max_cases]:
         mask_file = output_dir / record["outputs"]["mask"]
