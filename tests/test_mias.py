@@ -138,7 +138,7 @@ def test_tiny_training_and_cad_evaluation_on_real_films(mias_subset: Path, tmp_p
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     small = ["--config", "configs/mias.json", "--set", "image_size=64", "--set", "batch_size=2",
              "--set", "network_def#channels=[8,16,32,64,128]",
-             "--set", 'train#random_transforms#0#spatial_size=[32,32]']  # fmt: skip
+             "--set", "patch_size=32"]  # fmt: skip
     repo = Path(__file__).resolve().parents[1]
     with contextlib.chdir(repo):
         assert main(["train", "--bundle", "mammo_seg_2d", "--data", str(datalist), "--output", str(tmp_path / "run"),
@@ -149,7 +149,8 @@ def test_tiny_training_and_cad_evaluation_on_real_films(mias_subset: Path, tmp_p
                        "--split", "all", "--output", str(tmp_path / "eval"), "--tracking-uri", uri])  # fmt: skip
     assert status == 0
     text = printed.getvalue()
-    assert "lesion detection at the bundle's lesion_threshold 0.5 (5 lesions, 6 films)" in text
+    threshold = json.loads((repo / "bundles" / "mammo_seg_2d" / "configs" / "evaluate.json").read_text())["lesion_threshold"]
+    assert f"lesion detection at the bundle's lesion_threshold {threshold:g} (5 lesions, 6 films)" in text
     assert "FROC:" in text and "balanced accuracy" in text
     summary = json.loads((tmp_path / "eval" / "summary_detection.json").read_text())["detection"]
     assert sum(map(sum, summary["confusion"])) == 6 and 0.0 <= summary["sensitivity"] <= 1.0
