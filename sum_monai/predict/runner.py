@@ -263,6 +263,8 @@ class Predictor:
         """
         from sum_monai.io.read import read_image
 
+        if case.study is not None:  # a DCE study: the bundle's DCEStudyReader picked and checked its series (phases may share a folder)
+            return
         for path in case.paths:
             image = read_image(path)
             dims = len(image.spatial_shape)
