@@ -27,8 +27,9 @@ from sum_monai.cli import main
 #: Small, fast settings of each bundle (the networks are size-agnostic).
 OVERRIDES = {
     # the random-init weights below give speckled masks that the bundle's island filter would empty
-    "breast_us_seg_2d": {"image_size": 64, "min_lesion_fraction": 0.0},
-    "mammo_seg_2d": {"image_size": 128},
+    # (and the shipped operating point, chosen for trained weights, would drop their weak lesions)
+    "breast_us_seg_2d": {"image_size": 64, "min_lesion_fraction": 0.0, "lesion_threshold": 0.5},
+    "mammo_seg_2d": {"image_size": 128, "lesion_threshold": 0.5},
     "breast_mri_seg_3d": {"roi_size": [32, 32, 16]},
 }
 MRI_SPACING = (0.8, 0.8, 2.0)
@@ -65,7 +66,8 @@ def calibrated_weights(bundle_name: str, inputs: list, out: Path, share: float =
     """
     bundle = Bundle.find(bundle_name)
     parser = create_workflow(
-        bundle, "inference", {**OVERRIDES[bundle_name], "device": "$torch.device('cpu')"}
+        # ckpt_path beside the calibrated file: the ensemble inferer adds no shipped fold*.pt members
+        bundle, "inference", {**OVERRIDES[bundle_name], "device": "$torch.device('cpu')", "ckpt_path": str(out / f"{bundle_name}.pt")}
     ).parser
     torch.manual_seed(0)
     net = parser.get_parsed_content("network_def").eval()

@@ -190,6 +190,8 @@ class Predictor:
             run_overrides = dict(overrides or {})
             run_overrides["output_dir"] = as_override_path(self.scratch / "saved")
             run_overrides.update(device_override(device))
+            if weights is not None:  # other weights replace the shipped ensemble: its members are the fold*.pt beside them
+                run_overrides["ckpt_path"] = as_override_path(Path(weights))
             parser = create_workflow(bundle, "inference", run_overrides).parser
             self.device = parser.get_parsed_content("device")
             self.preprocessing = parser.get_parsed_content("preprocessing")
