@@ -211,6 +211,7 @@ def test_server_away_mid_run_training_goes_on_and_the_run_says_what_came_late(
     assert "answers again: the metrics of epochs 2-3 were sent late" in log
 
 
+@pytest.mark.slow  # ~5 min: the end-of-run sends wait out their retries against a server that is gone (make test-slow)
 def test_server_away_at_the_end_then_resume_completes_the_run(
     server: mlflow_server.MlflowServer, phantoms: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
