@@ -59,6 +59,18 @@ def test_check_bundle_reads_what_monailabel_reads(tmp_path: Path) -> None:
     assert ml.check_bundle(smoke.make_bundle_2d(tmp_path / "t", train=True)).trainable
 
 
+@pytest.mark.parametrize(("name", "labels"), [
+    ("breast_us_seg_2d", {"lesion": 1}),
+    ("mammo_seg_2d", {"benign": 1, "malignant": 2}),
+])  # fmt: skip
+def test_the_shipped_2d_bundles_pass_the_serving_checks(name: str, labels: dict[str, int]) -> None:
+    """The shipped ensembles end with KeepConfidentLesionsd (a uint8 label map): servable as they are."""
+    from sum_monai.bundle.locate import Bundle
+
+    info = ml.check_bundle(Bundle.find(name).root)
+    assert info.dimension == 2 and info.labels == labels and info.weights.is_file()
+
+
 def test_check_bundle_lists_every_problem(tmp_path: Path) -> None:
     bundle = smoke.make_bundle_2d(tmp_path)
     bundle = bundle.rename(tmp_path / "us_detection_2d")

@@ -183,10 +183,11 @@ def _check_inference(
                 "2D bundle: postprocessing must end with SqueezeDimd(keys='pred', dim=0); MONAI Label writes a "
                 "(1, W, H) mask as a 1 x W image"
             )
-        if not any("uint8" in str(t.get("dtype", "")) for t in post):
+        # scripts.lesions.KeepConfidentLesionsd writes a uint8 label map itself
+        if not any("uint8" in str(t.get("dtype", "")) for t in post) and "KeepConfidentLesionsd" not in names:
             problems.append(
                 "2D bundle: postprocessing must cast the label map to uint8 (AsDiscreted(argmax=True, "
-                "dtype='$torch.uint8') or CastToTyped); ITK cannot write a float PNG"
+                "dtype='$torch.uint8'), CastToTyped or scripts.lesions.KeepConfidentLesionsd); ITK cannot write a float PNG"
             )
 
 
