@@ -41,6 +41,17 @@ def test_bundle_layout(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_shipped_torchscript_carries_this_version_of_the_metadata(name: str) -> None:
+    """``models/model.ts`` embeds ``metadata.json`` at export: a version bump re-exports it (the zoo reads it)."""
+    root = REPO_BUNDLES / name
+    assert (root / "models" / "model.pt").is_file() and (root / "models" / "model.ts").is_file(), f"{name}: no weights"
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(root / "models" / "model.ts"), _extra_files=extra)
+    embedded = json.loads(extra["metadata.json"])
+    assert embedded["version"] == json.loads((root / "configs/metadata.json").read_text())["version"]
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_bundle_configs_reference_only_monai_torch_ignite_and_scripts(name: str) -> None:
     """Self-contained: no `_target_` or expression reaches into sum_monai or other packages."""
     for path in (REPO_BUNDLES / name / "configs").glob("*.json"):

@@ -120,3 +120,8 @@ def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tupl
         tta = parser.get_parsed_content("inferer#inferer")
         expected = (torch.softmax(tta(x, net), 1) + torch.softmax(tta(x, other), 1)) / 2
         torch.testing.assert_close(torch.softmax(inferer(x, net), 1), expected, atol=1e-5, rtol=1e-4)
+        # a long-lived inferer (MONAI Label parses it once) follows the folder: fold1.pt moved away -> one network
+        (models / "fold1.pt").rename(tmp_path / "fold1.pt")
+        torch.testing.assert_close(torch.softmax(inferer(x, net), 1), torch.softmax(tta(x, net), 1), atol=1e-6, rtol=1e-5)
+        (tmp_path / "fold1.pt").rename(models / "fold1.pt")
+        torch.testing.assert_close(torch.softmax(inferer(x, net), 1), expected, atol=1e-5, rtol=1e-4)

@@ -318,7 +318,13 @@ def test_train_ultrasound_then_infer_uses_the_new_weights(loop: dict[str, Any]) 
     status = train_and_wait(loop, US, {"max_epochs": 2, "val_split": 0.2, "pretrained": False})
     assert status["status"] == "DONE", json.dumps(status, default=str)[-3000:]
     assert sha(weights(loop, US)) != before_sha
-    assert not (weights(loop, US).parent / "model.pt.before-training").exists()
+    models = weights(loop, US).parent
+    assert not (models / "model.pt.before-training").exists()
+    # the shipped ensemble's other members are kept, no longer served beside the one retrained network
+    assert not list(models.glob("fold*.pt")) and not (models / "ensemble-before-training").exists()
+    kept = [p.name for p in next(models.glob("ensemble-replaced-*")).iterdir()]
+    assert sorted(kept) == ["fold1.pt", "fold2.pt", "fold3.pt", "fold4.pt", "model.pt"], kept
+    assert sha(next(models.glob("ensemble-replaced-*")) / "model.pt") == before_sha
     new = {c: predicted_with_served_weights(loop, US, c, "after") for c in us_ids}
     differ = {c: float(np.mean(old[c] != new[c])) for c in us_ids}
     cid = max(differ, key=lambda c: differ[c])

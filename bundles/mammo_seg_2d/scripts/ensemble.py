@@ -9,7 +9,10 @@ every further member on the same input, each through ``inferer`` (e.g. the mirro
 returns the log of the mean of their softmax probabilities, so the bundle's usual
 ``Activationsd(softmax=True)`` afterwards yields the ensemble's mean probability, as nnU-Net
 averages its folds. A bundle folder without ``fold*.pt`` files (a single training run) runs its
-one network unchanged. MONAI has no inferer over several networks, hence this one.
+one network unchanged. Members found beside the checkpoint are looked up again on every call
+(a glob and a stat), so a long-lived inferer (MONAI Label parses it once per server) follows a
+retraining that moved the fold files away or replaced them. MONAI has no inferer over several
+networks, hence this one.
 """
 
 from __future__ import annotations
@@ -62,14 +65,22 @@ class EnsembleInferer(Inferer):
     ) -> None:
         super().__init__()
         self.network_def = network_def
-        found = member_files(checkpoint) if checkpoint else []
-        self.weights = [str(w) for w in (found if weights is None else weights)]
+        self.checkpoint = None if weights is not None or not checkpoint else str(checkpoint)
+        self.weights = [str(w) for w in (member_files(checkpoint) if self.checkpoint else weights or [])]
         self.inferer = inferer or SimpleInferer()
         self._members: list[torch.nn.Module] | None = None
+        self._loaded: tuple = ()
+
+    def _current(self) -> tuple:
+        """(path, mtime) of each member now; the files beside the checkpoint are looked up again."""
+        if self.checkpoint:
+            self.weights = member_files(self.checkpoint)
+        return tuple((path, os.path.getmtime(path) if os.path.exists(path) else None) for path in self.weights)
 
     def _load_members(self, device: torch.device) -> list[torch.nn.Module]:
-        if self._members is None:
-            self._members = []
+        current = self._current()
+        if self._members is None or current != self._loaded:
+            self._members, self._loaded = [], current
             for path in self.weights:
                 net = copy.deepcopy(self.network_def)
                 state = torch.load(path, map_location="cpu", weights_only=True)

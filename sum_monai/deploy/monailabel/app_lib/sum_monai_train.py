@@ -8,6 +8,12 @@ Changes to MONAI Label 0.8.5's task:
 - **A training that fails leaves the served weights as they were.** The bundle replaces
   ``models/model.pt`` whenever validation improves, so a training that dies in epoch 3 would
   leave epoch 2's weights being served; the file is copied before and put back on failure.
+- **A retrained ensemble serves the new network alone.** A bundle shipped by ``sum-monai cv``
+  serves ``model.pt`` with the other fold members ``models/fold*.pt`` (``scripts.ensemble``); a
+  training replaces ``model.pt`` only, so serving it would average one new network with stale
+  ones. The members are moved to ``models/ensemble-before-training/`` while it trains, to
+  ``models/ensemble-replaced-<time>/`` with the former ``model.pt`` (kept whole, not served)
+  when it succeeds, back when it fails.
 - **Tracking in one MLflow server.** With the app setting ``tracking_uri`` (``sum-monai
   monailabel serve --tracking-uri URI``) every training is tracked there unless the request says
   ``"tracking": "None"``: experiment = the bundle name (as ``sum-monai train``), run name
@@ -23,6 +29,7 @@ Changes to MONAI Label 0.8.5's task:
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import shutil
@@ -113,6 +120,7 @@ class BundleTrainTask(_BundleTrainTask):
         if os.path.isfile(self.weights):
             backup = f"{self.weights}.before-training"
             shutil.copy2(self.weights, backup)
+        members = self._members_aside()
         self._run = None
         try:
             result = super().__call__(request, datastore)
@@ -120,11 +128,39 @@ class BundleTrainTask(_BundleTrainTask):
             if backup:
                 os.replace(backup, self.weights)  # atomic: the served file is whole at every moment
                 logger.error(f"training failed: {self.weights} put back as it was before the training")
+            self._members_back(members)
             self._end_run("FAILED")
             raise
-        if backup:
+        if members:  # the former ensemble stays whole (its model.pt too), unserved
+            kept = os.path.join(os.path.dirname(members), f"ensemble-replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+            if backup:
+                os.replace(backup, os.path.join(members, "model.pt"))
+            os.replace(members, kept)
+            logger.info(f"the retrained model.pt is served alone; the former ensemble is kept in {kept}")
+        elif backup:
             os.remove(backup)
         return result
+
+    def _members_aside(self) -> str | None:
+        """Move the other ensemble members (``models/fold*.pt``) out of the served folder; their folder."""
+        found = sorted(glob.glob(os.path.join(os.path.dirname(self.weights), "fold*.pt")))
+        if not found:
+            return None
+        aside = os.path.join(os.path.dirname(self.weights), "ensemble-before-training")
+        os.makedirs(aside, exist_ok=True)
+        for path in found:
+            os.replace(path, os.path.join(aside, os.path.basename(path)))
+        logger.info(f"{len(found)} ensemble member(s) moved to {aside} while model.pt is retrained")
+        return aside
+
+    def _members_back(self, aside: str | None) -> None:
+        """Put the members moved by :meth:`_members_aside` back beside ``model.pt`` (a failed training)."""
+        if not aside:
+            return
+        for name in sorted(os.listdir(aside)):
+            os.replace(os.path.join(aside, name), os.path.join(os.path.dirname(self.weights), name))
+        os.rmdir(aside)
+        logger.error(f"training failed: the ensemble members are served again from {os.path.dirname(self.weights)}")
 
     def _update_overrides(self, overrides: dict) -> dict:
         tracking = overrides.get(self.const.key_tracking())
