@@ -1,8 +1,9 @@
-"""``python -m bench infer2d|infer3d|train|all [--quick] [--write]``: run benchmarks, print markdown.
+"""``python -m bench infer2d|infer3d|train|predict|all [--quick] [--write]``: run benchmarks, print markdown.
 
 Examples:
     python -m bench infer2d                      # both 2D bundles, every backend
     python -m bench infer3d --quick              # smoke run (fewer repeats, no setting sweep)
+    python -m bench predict                      # sum-monai predict end to end vs the network alone
     python -m bench train --write                # and replace its section of docs/benchmarks.md
     python -m bench infer2d --weights breast_us_seg_2d=runs/busi/pilotA/models/model.pt
     python -m bench all --write                  # what `make bench` runs (--write added by hand)
@@ -22,7 +23,7 @@ import torch
 from bench.machine import Machine, describe, matmul_peak, set_threads
 from bench.report import DOC, write_section
 
-BENCHMARKS = ("infer2d", "infer3d", "train")
+BENCHMARKS = ("infer2d", "infer3d", "train", "predict")
 
 
 def _weights(values: list[str]) -> dict[str, Path]:
@@ -103,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
             out3d = infer3d.run(settings3d)
             remeasure(machine)
             section = infer3d.render(machine, out3d, command)
+        elif name == "predict":
+            from bench import predict
+
+            machine = describe(args.threads, peaks=("fp32",))
+            out_predict = predict.run(predict.Settings(args.threads, args.quick, args.workdir))
+            remeasure(machine)
+            section = predict.render(machine, out_predict, command)
         else:
             from bench import train
 

@@ -507,7 +507,7 @@ def test_a_predict_rerun_killed_midway_leaves_the_previous_outputs_whole(
     (tmp_path / ".sum_monai-predict-out-stale").mkdir()  # left by an earlier killed run
     (tmp_path / "other").mkdir()
     other = random_weights("breast_us_seg_2d", tmp_path / "other", {"image_size": 32})
-    real = runner.Predictor.run_case
+    real = runner.Predictor.finish
     calls = []
 
     def killed_on_second_case(self: object, *args: object, **kwargs: object) -> dict:
@@ -516,7 +516,7 @@ def test_a_predict_rerun_killed_midway_leaves_the_previous_outputs_whole(
             raise KeyboardInterrupt
         return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(runner.Predictor, "run_case", killed_on_second_case)
+    monkeypatch.setattr(runner.Predictor, "finish", killed_on_second_case)
     assert predict_cli("breast_us_seg_2d", inputs, out, other, "--set", "image_size=32") == 130
     after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before

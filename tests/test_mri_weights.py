@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import torch
 
 from sum_monai.bundle.locate import Bundle
@@ -49,3 +50,27 @@ def test_weights_load_strictly_and_match_the_torchscript_export() -> None:
     x = torch.rand(1, 2, 32, 32, 16, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
+
+
+def test_monai_alone_writes_one_mask_per_dicom_case_folder(tmp_path) -> None:
+    """`python -m monai.bundle run` over two case folders (pre/ + post1/ each) wrote one
+    post1_seg.nii.gz: the second case overwrote the first. Each case now has its own mask."""
+    import subprocess
+    import sys
+
+    import nibabel as nib
+
+    from sum_monai.phantoms import generate
+
+    generate("mri", 2, tmp_path / "ph", seed=1, progress=False, overview=False, format="dicom", size=(48, 40, 16))
+    out = tmp_path / "out"
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+         "--bundle_root", ".", "--dataset_dir", str(tmp_path / "ph" / "dicom"), "--output_dir", str(out),
+         "--roi_size", "[32,32,16]"],
+        cwd=BUNDLE.root, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    masks = sorted(p.name for p in out.rglob("*_seg.nii.gz"))
+    assert masks == ["breast_0001_seg.nii.gz", "breast_0002_seg.nii.gz"]
+    a, b = (np.asarray(nib.load(out / m).dataobj) for m in masks)
+    assert a.shape == b.shape == (48, 40, 16)

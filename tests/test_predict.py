@@ -223,6 +223,41 @@ def test_a_corrupt_file_is_skipped_and_reported(
     )
 
 
+def test_batched_prediction_gives_the_masks_of_one_at_a_time(us_run: dict, tmp_path: Path) -> None:
+    """Cases of other sizes share a batch (same preprocessed shape) and each gets its own grid back;
+    a corrupt file between them fails alone; records keep the input order; worker processes alike."""
+    data = tmp_path / "mixed"
+    data.mkdir()
+    for i, p in enumerate(us_run["images"]):
+        shutil.copy(p, data / f"c{i}a.png")
+        Image.open(p).resize((97, 61)).save(data / f"c{i}b.png")
+    (data / "c1c.png").write_bytes(us_run["images"][0].read_bytes()[:300])
+    runs = {}
+    for name, extra in {"one": ["--batch-size", "1"], "batch": ["--batch-size", "4"],
+                        "workers": ["--batch-size", "3", "--workers", "1"]}.items():  # fmt: skip
+        out = tmp_path / name
+        assert main([
+            "predict", "--bundle", "breast_us_seg_2d", "--weights", str(us_run["weights"]), "--input", str(data),
+            "--output", str(out), "--device", "cpu", "--no-progress", *extra, *set_flags(OVERRIDES["breast_us_seg_2d"]),
+        ]) == 1  # fmt: skip
+        runs[name] = out
+    order = [r["case"] for r in read_csv(runs["one"] / "predictions.csv")]
+    assert order == sorted(p.stem for p in data.iterdir())
+    for name in ("batch", "workers"):
+        rows = read_csv(runs[name] / "predictions.csv")
+        assert [r["case"] for r in rows] == order and [r["status"] for r in rows].count("failed") == 1
+        for case in order:
+            if case == "c1c":
+                assert not (runs[name] / "c1c_seg.png").exists()
+                continue
+            one = np.asarray(Image.open(runs["one"] / f"{case}_seg.png"))
+            batched = np.asarray(Image.open(runs[name] / f"{case}_seg.png"))
+            assert batched.shape == one.shape == ((61, 97) if case.endswith("b") else (90, 120))
+            assert np.mean(batched == one) >= 0.999, (name, case)
+            a, b = (json.loads((runs[n] / f"{case}.json").read_text())["measurements"] for n in ("one", name))
+            assert b["lesion_count"] == a["lesion_count"]
+
+
 def test_usage_and_config_errors_exit_2(us_run: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     base = ["predict", "--bundle", "breast_us_seg_2d", "--output", str(tmp_path / "o"), "--no-progress"]
     assert main([*base, "--input", str(tmp_path / "nowhere.png"), "--weights", str(us_run["weights"])]) == 2

@@ -1,8 +1,13 @@
-"""``sum-monai predict``: run a bundle's ``inference.json`` on files, one case at a time.
+"""``sum-monai predict``: run a bundle's ``inference.json`` on files, in batches, pipelined.
 
 The bundle's components are built once (``create_workflow(bundle, "inference", overrides)``) and
 every case goes through them the way MONAI Label runs a bundle: ``preprocessing`` ->
-``inferer(network)`` -> ``postprocessing``. ``postprocessing`` is run in two parts: up to its last
+``inferer(network)`` -> ``postprocessing``. Cases are preprocessed by a MONAI
+``ThreadBuffer`` over a DataLoader (a background thread, or ``workers`` processes) while the network runs on
+the previous batch; consecutive cases of the same preprocessed shape (every 2D case: the bundles
+pad to a square) go through the inferer as one batch of ``batch_size``, as plain tensors (a
+``MetaTensor`` costs a metadata update per network operation). Each case is then postprocessed
+and written on its own. ``postprocessing`` is run in two parts: up to its last
 ``Invertd`` (softmax back on the input's grid: the probability map kept for the summary), then the
 rest (argmax to uint8, the bundle's ``SaveImaged``, ``SqueezeDimd``). So masks are exactly what the
 bundle saves, on the input's own grid (PNG at the input size, NIfTI with the input's affine).
@@ -83,6 +88,44 @@ class PredictReport:
         return 1 if self.failed else 0
 
 
+@dataclass
+class Prepared:
+    """A case after the bundle's preprocessing (``data``), or why it could not be (``error``)."""
+
+    case: Case
+    case_id: str
+    data: dict[str, Any] | None = None
+    error: str = ""
+    seconds: float = 0.0
+    fatal: ConfigError | None = None  # the bundle cannot work: raised by the consumer (the loader runs in a thread)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The preprocessed image's shape (cases of one shape share a batch)."""
+        return tuple(self.data["image"].shape) if self.data is not None else None
+
+
+def _one(items: list[Prepared]) -> Prepared:
+    """``collate_fn`` of the case loader: cases stay objects (batches are formed by shape later)."""
+    return items[0]
+
+
+class _PreparedCases:
+    """A map-style dataset: item ``i`` is case ``i`` through :meth:`Predictor.prepare`.
+
+    Not a ``monai.data.Dataset``: its ``apply_transform`` would map over a ``(case, id)`` tuple.
+    """
+
+    def __init__(self, predictor: Predictor, items: list[tuple[Case, str]]) -> None:
+        self.predictor, self.items = predictor, items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Prepared:
+        return self.predictor.prepare(*self.items[index])
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -145,6 +188,9 @@ class Predictor:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         overrides: config overrides (e.g. ``{"image_size": 128}`` if the model was trained so).
         pixel_spacing: pixel size in mm of PNG / JPEG inputs (they carry none), for areas in mm^2.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch backend
+            (:mod:`sum_monai.utils.precision`: a precision the device would only emulate falls
+            back to fp32, and the log and each case's JSON say so).
 
     Raises:
         ConfigError: bad weights (see :mod:`sum_monai.bundle.weights`), a postprocessing without
@@ -161,11 +207,13 @@ class Predictor:
         device: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         pixel_spacing: tuple[float, ...] | None = None,
+        precision: str = "auto",
     ) -> None:
         from monai.transforms import Invertd, SaveImaged
 
         from sum_monai.bundle.weights import default_checkpoint, load_checked_state_dict
         from sum_monai.predict.backends import BACKENDS, load_backend
+        from sum_monai.utils.precision import resolve_precision
 
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
@@ -194,6 +242,11 @@ class Predictor:
                 run_overrides["ckpt_path"] = as_override_path(Path(weights))
             parser = create_workflow(bundle, "inference", run_overrides).parser
             self.device = parser.get_parsed_content("device")
+            try:
+                self.precision = resolve_precision(precision if backend == "torch" else "fp32", self.device)
+            except ValueError as err:
+                raise ConfigError(str(err)) from err
+            logger.info("precision %s (%s)", self.precision.name, self.precision.reason)
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
             self.postprocessing = parser.get_parsed_content("postprocessing")
@@ -278,26 +331,67 @@ class Predictor:
                     f"{self.spatial_dims}D {kind}",
                 )
 
-    def _infer(self, case: Case) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
-        """Run pre -> inferer -> post; return label map, probabilities, affine and the saved mask."""
+    def prepare(self, case: Case, case_id: str = "") -> Prepared:
+        """Check ``case`` and run the bundle's preprocessing; never raises (it runs in the loader's thread).
+
+        A data problem is returned in ``error``; a :class:`ConfigError` (the bundle cannot work,
+        never a property of one case) in ``fatal``, for the consumer to raise.
+        """
+        t0 = time.perf_counter()
+        prepared = Prepared(case, case_id)
+        try:
+            if case.problem:
+                raise DataError(case.input, case.problem)
+            self.check_input(case)
+            import torch
+
+            with torch.no_grad():
+                data = self.preprocessing({"image": case.image})
+            channels = int(data["image"].shape[0])
+            if channels != self.channels:
+                wanted = f" ({', '.join(self.channel_names)})" if self.channel_names else ""
+                raise DataError(case.input, f"has {channels} channel(s); the bundle needs {self.channels}{wanted}")
+            prepared.data = data
+        except ConfigError as err:
+            prepared.fatal = err
+        except Exception as err:
+            prepared.error = explain_failure(case, err)
+            logger.debug("case %s failed in preprocessing", case.name, exc_info=True)
+        prepared.seconds = time.perf_counter() - t0
+        return prepared
+
+    def infer_batch(self, batch: list[Prepared]) -> list[Any]:
+        """The inferer's output of each prepared case (same shapes), run as one batch.
+
+        Returns one ``MetaTensor`` per case (with its image's metadata), or the exception of a
+        case whose batch failed and that fails alone too (the others are run one by one).
+        """
         import torch
         from monai.data import MetaTensor
+
+        images = [p.data["image"] for p in batch if p.data is not None]
+        try:
+            with torch.no_grad():
+                x = torch.stack([torch.as_tensor(i.as_tensor() if isinstance(i, MetaTensor) else i) for i in images])
+                with self.precision.autocast():
+                    preds = self.inferer(self.precision.layout(x.to(self.device)), self.network)
+                preds = [torch.as_tensor(p).float().contiguous() for p in preds]
+        except ConfigError:
+            raise
+        except Exception as err:
+            if len(batch) == 1:
+                return [err]
+            return [out for p in batch for out in self.infer_batch([p])]
+        return [MetaTensor(pred, meta=dict(img.meta)) for pred, img in zip(preds, images, strict=True)]
+
+    def _post(self, data: dict[str, Any], pred: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, Path]:
+        """Postprocess one case; return label map, probabilities, affine and the saved mask."""
+        import torch
 
         for old in (self.scratch / "saved").rglob("*"):
             if old.is_file():
                 old.unlink()
         with torch.no_grad():
-            data = self.preprocessing({"image": case.image})
-            image = data["image"]
-            if int(image.shape[0]) != self.channels:
-                wanted = f" ({', '.join(self.channel_names)})" if self.channel_names else ""
-                raise DataError(
-                    case.input,
-                    f"has {int(image.shape[0])} channel(s); the bundle needs {self.channels}{wanted}",
-                )
-            pred = self.inferer(image[None].to(self.device), self.network)[0]
-            if not isinstance(pred, MetaTensor):  # TorchScript / ONNX Runtime return plain tensors
-                pred = MetaTensor(pred, meta=dict(image.meta))
             data["pred"] = pred
             data = self.postprocessing(data, end=self.split)
             probabilities = data["pred"].detach().cpu().numpy().astype(np.float32)
@@ -335,27 +429,36 @@ class Predictor:
         return None, None, None
 
     def run_case(self, case: Case, output_dir: Path, case_id: str) -> dict[str, Any]:
-        """Predict one case and move its outputs into ``output_dir``; returns its record.
+        """Predict one case alone (no batching) and move its outputs into ``output_dir``; its record."""
+        prepared = self.prepare(case, case_id)
+        pred = self.infer_batch([prepared])[0] if prepared.data is not None else None
+        return self.finish(prepared, pred, output_dir)
 
-        Data problems are caught and returned as a record with ``status="failed"``; a
-        :class:`ConfigError` (the bundle or model cannot work) is raised.
+    def finish(self, prepared: Prepared, pred: Any, output_dir: Path) -> dict[str, Any]:
+        """Postprocess one inferred case and move its outputs into ``output_dir``; returns its record.
+
+        ``pred`` is the case's entry of :meth:`infer_batch` (None for a case that failed in
+        :meth:`prepare`). Data problems are caught and returned as a record with
+        ``status="failed"``; a :class:`ConfigError` (the bundle or model cannot work) is raised.
         """
         from sum_monai.predict.outputs import write_case_seg
         from sum_monai.predict.summary import measure
 
+        case = prepared.case
         record: dict[str, Any] = {
             "case": case.name,
-            "case_id": case_id,
+            "case_id": prepared.case_id,
             "input": [str(p) for p in case.paths],
             "status": "failed",
         }
-        t0 = time.perf_counter()
+        t0 = time.perf_counter() - prepared.seconds
+        if prepared.error or isinstance(pred, BaseException) or prepared.data is None:
+            error = prepared.error or explain_failure(case, pred if isinstance(pred, BaseException) else ValueError(pred))
+            record.update(status="failed", error=error, seconds=round(time.perf_counter() - t0, 3))
+            return record
         stage = Path(tempfile.mkdtemp(prefix="case-", dir=self.scratch))
         try:
-            if case.problem:
-                raise DataError(case.input, case.problem)
-            self.check_input(case)
-            label_map, probabilities, affine, saved = self._infer(case)
+            label_map, probabilities, affine, saved = self._post(prepared.data, pred)
             spacing, voxel_size, spacing_source = self._spacing(case, affine)
             ext = image_suffix(saved) or saved.suffix
             moves = {saved: output_dir / f"{case.name}_seg{ext}"}
@@ -387,6 +490,7 @@ class Predictor:
                 bundle=self.bundle.name,
                 bundle_version=self.bundle.version,
                 backend=self.backend,
+                precision=self.precision.name,
                 weights=str(self.weights),
                 weights_sha256=self.weights_sha256,
                 classes=self.class_names,
@@ -443,6 +547,9 @@ def predict(
     overrides: Mapping[str, Any] | None = None,
     pixel_spacing: tuple[float, ...] | None = None,
     progress: bool = True,
+    batch_size: int | None = None,
+    workers: int = 0,
+    precision: str = "auto",
 ) -> PredictReport:
     """Predict every case of ``input_path`` into ``output_dir``.
 
@@ -457,6 +564,12 @@ def predict(
         overrides: bundle config overrides.
         pixel_spacing: mm per pixel of PNG / JPEG inputs (one value, or column and row spacing).
         progress: show a progress bar over cases (when there are several).
+        batch_size: cases of the same preprocessed shape run through the network together
+            (masks are the same as one at a time, up to float rounding); default 8 for 2D
+            bundles, 1 for 3D (a scanner-size volume's sliding-window buffers are large).
+        workers: preprocessing processes; 0 (default): one background thread, which on a
+            machine of few cores leaves the cores to the network.
+        precision: ``auto`` (default), ``fp32``, ``bf16``, ``fp16``; see :class:`Predictor`.
 
     Returns:
         The report; ``exit_status`` is 1 when some cases failed.
@@ -465,8 +578,6 @@ def predict(
         ConfigError: bundle, weights or model cannot be used.
         DataError: the input holds no case.
     """
-    from tqdm import tqdm
-
     from sum_monai.predict.summary import write_predictions_csv
 
     t0 = time.perf_counter()
@@ -479,6 +590,7 @@ def predict(
         from sum_monai.io.study import StudyFinder
 
         studies = StudyFinder.for_bundle(bundle, dict(overrides or {}))
+    batch_size = batch_size or (8 if len(fmt["spatial_shape"]) == 2 else 1)
     cases = find_cases(input_path, len(fmt["spatial_shape"]), int(fmt["num_channels"]), skip=out, studies=studies)
     root = Path(input_path) if Path(input_path).is_dir() else Path(input_path).parent
     records: list[dict[str, Any]] = []
@@ -487,22 +599,9 @@ def predict(
     result = scratch / "result"
     try:
         result.mkdir()
-        with Predictor(bundle, scratch / "work", weights, backend, model_file, device, overrides, pixel_spacing) as predictor:
-            bar = tqdm(
-                cases,
-                desc=f"predict {bundle.name}",
-                unit="case",
-                file=sys.stderr,
-                disable=not progress or len(cases) < 2,
-            )
-            try:
-                for case in bar:
-                    record = predictor.run_case(case, result, _case_id(case, root))
-                    records.append(record)
-                    if record["status"] != "ok":
-                        bar.write(f"failed: {record['error']}", file=sys.stderr)
-            finally:
-                bar.close()
+        with Predictor(bundle, scratch / "work", weights, backend, model_file, device, overrides, pixel_spacing,
+                       precision) as predictor:  # fmt: skip
+            records = _run_cases(predictor, cases, root, result, batch_size, workers, progress)
         write_predictions_csv(records, result / CSV_NAME)
         _swap_in(result, out, scratch)
     finally:
@@ -511,6 +610,55 @@ def predict(
         shutil.rmtree(scratch, ignore_errors=True)
     failed = [r for r in records if r["status"] != "ok"]
     return PredictReport(out, records, out / CSV_NAME, backend, round(time.perf_counter() - t0, 2), failed)
+
+
+def _run_cases(
+    predictor: Predictor, cases: list[Case], root: Path, result: Path, batch_size: int, workers: int, progress: bool
+) -> list[dict[str, Any]]:
+    """Preprocess in the loader, infer same-shape runs of cases as batches, finish each; the records in input order."""
+    from monai.data import ThreadBuffer
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    # torch's DataLoader, not MONAI's: that one walks the dataset's attributes to seed random
+    # transforms (there are none here) and recurses into the predictor's object graph
+    dataset = _PreparedCases(predictor, [(case, _case_id(case, root)) for case in cases])
+    loader = ThreadBuffer(
+        DataLoader(dataset, batch_size=1, collate_fn=_one, num_workers=workers, shuffle=False),  # type: ignore[arg-type]
+        buffer_size=max(2, batch_size),
+    )
+    bar = tqdm(total=len(cases), desc=f"predict {predictor.bundle.name}", unit="case", file=sys.stderr,
+               disable=not progress or len(cases) < 2)  # fmt: skip
+    records: list[dict[str, Any]] = []
+
+    def finish(batch: list[Prepared]) -> None:
+        preds = predictor.infer_batch(batch) if batch and batch[0].data is not None else [None] * len(batch)
+        for prepared, pred in zip(batch, preds, strict=True):
+            record = predictor.finish(prepared, pred, result)
+            records.append(record)
+            bar.update()
+            if record["status"] != "ok":
+                bar.write(f"failed: {record['error']}", file=sys.stderr)
+        batch.clear()
+
+    try:
+        pending: list[Prepared] = []
+        for prepared in loader:
+            if prepared.fatal is not None:
+                raise prepared.fatal
+            if prepared.data is None:
+                finish([prepared])  # a failed case is reported at once; the batch being formed waits
+                continue
+            if pending and (prepared.shape != pending[0].shape or len(pending) >= batch_size):
+                finish(pending)
+            pending.append(prepared)
+        finish(pending)
+    finally:
+        bar.close()
+    if len(records) != len(cases):  # the loader's thread died (its traceback is on stderr)
+        raise RuntimeError(f"the case loader stopped after {len(records)} of {len(cases)} cases")
+    order = {case.name: i for i, case in enumerate(cases)}
+    return sorted(records, key=lambda r: order.get(r["case"], len(order)))
 
 
 #: Prefix of the scratch folders a prediction run writes next to its output.

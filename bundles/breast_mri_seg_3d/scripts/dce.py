@@ -633,3 +633,24 @@ class DCEStudyReader(ITKReader):
             meta["dce_study"] = json.dumps(self._pending.describe())
             self._pending = None
         return array, meta
+
+
+#: Names of the series folders of a case folder (``pre/``, ``post1/``, ``0000/`` ...), see ``list_inputs``.
+CHANNEL_FOLDER = re.compile(r"^(pre|post\d*|last|\d{4})$", re.IGNORECASE)
+
+
+def case_name_formatter(metadict: dict | None, saver: Any) -> dict:
+    """``SaveImaged``'s ``output_name_formatter``: outputs named after the case, not its last series folder.
+
+    A case folder of series folders (``caseA/pre``, ``caseA/post1``) is read as one image whose
+    ``filename_or_obj`` is a series folder; MONAI's default formatter names the output after it
+    (``post1_seg.nii.gz``), the same name for every case, so each case overwrote the one before.
+    Here the subject is the case folder (``caseA_seg.nii.gz``); every other input keeps MONAI's name.
+    """
+    from monai.data.folder_layout import default_name_formatter
+
+    out = default_name_formatter(metadict, saver)
+    path = Path(str(out["subject"]))
+    if CHANNEL_FOLDER.match(path.name) and path.parent.name:
+        out["subject"] = str(path.parent)
+    return out

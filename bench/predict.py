@@ -1,0 +1,205 @@
+"""End-to-end prediction benchmark: what ``sum-monai predict`` gives a user, against the network alone.
+
+In one run, on the same images and the same CPU threads:
+
+- **start-up**: wall time of ``sum-monai predict --help`` and of a one-image prediction, each a
+  fresh process (what a user waits for);
+- **network only**: the bundle's ``inferer`` (for the shipped ultrasound bundle the 5-fold
+  ensemble with its mirror pass: 10 network passes per image) on batches of preprocessed images,
+  and the single network, fp32 eager;
+- **end to end**: :func:`sum_monai.predict.runner.predict` on the folder (reading, preprocessing,
+  inference, postprocessing, PNG / JSON / CSV writing), batched (the default) and one case at a
+  time; images/s and the ratio to the network-only rate of the same inferer;
+- **3D at scanner size** (not with ``--quick``): one 2-channel DCE study phantom of 448x448x160
+  voxels (0.76 x 0.76 x 1.1 mm, a common 1.5 T protocol) as DICOM series, through ``predict``.
+
+The images are BUSI lesion images from ``../shared/data/busi`` (or ``--input``); without them the
+ultrasound phantoms.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.machine import Machine
+from bench.report import fmt, table
+
+logger = logging.getLogger(__name__)
+
+BUNDLE = "breast_us_seg_2d"
+MRI_BUNDLE = "breast_mri_seg_3d"
+BUSI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "busi"
+#: DCE geometry of a common 1.5 T protocol: voxels and mm.
+MRI_SIZE, MRI_SPACING = (448, 448, 160), (0.76, 0.76, 1.1)
+TARGET_RATIO = 0.5
+
+
+@dataclass
+class Settings:
+    """What a run uses; ``quick`` shrinks it to a smoke run."""
+
+    threads: int = 2
+    quick: bool = False
+    workdir: Path = Path("runs/bench")
+    images: int = 64
+    input: Path | None = None
+
+    @property
+    def n(self) -> int:
+        return 6 if self.quick else self.images
+
+
+@dataclass
+class Result:
+    """The figures of one run."""
+
+    source: str = ""
+    n: int = 0
+    help_s: float | None = None
+    one_image_s: float | None = None
+    network_rate: float | None = None
+    single_rate: float | None = None
+    passes: int = 1
+    e2e: dict[str, float] = field(default_factory=dict)
+    mri: dict[str, Any] = field(default_factory=dict)
+
+
+def _images(settings: Settings, folder: Path) -> str:
+    """Fill ``folder`` with the benchmark's images (links); say where they come from."""
+    from sum_monai.phantoms import generate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = settings.input or BUSI
+    found = sorted(p for p in source.rglob("*.png") if "_mask" not in p.name and "normal" not in p.name)
+    if found:
+        for i, path in enumerate(found[: settings.n]):
+            os.symlink(path.resolve(), folder / f"{i:03d}.png")
+        return f"{min(len(found), settings.n)} BUSI lesion images from {source}"
+    generate("us", settings.n, folder / "phantoms", seed=0, progress=False, overview=False)
+    return f"{settings.n} ultrasound phantoms (no BUSI folder at {source})"
+
+
+def _wall(cmd: list[str]) -> float:
+    """Wall seconds of a fresh process running ``cmd`` (it must succeed)."""
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def _network_rates(folder: Path, work: Path) -> tuple[float, float, int]:
+    """Images/s of the bundle's inferer and of its single network on the folder's images (batches of 8)."""
+    from sum_monai.bundle.locate import Bundle
+    from sum_monai.predict.cases import find_cases
+    from sum_monai.predict.runner import Predictor
+
+    bundle = Bundle.find(BUNDLE)
+    with Predictor(bundle, work) as predictor:
+        prepared = [predictor.prepare(c) for c in find_cases(folder, 2, 1)]
+        batches = [prepared[i : i + 8] for i in range(0, len(prepared), 8)]
+        x = [torch.stack([p.data["image"].as_tensor() for p in b]) for b in batches]
+        passes = (len(predictor.inferer.weights) + 1) * (1 + len(predictor.inferer.inferer.spatial_axes))
+        with torch.inference_mode():
+            predictor.inferer(x[0], predictor.network)  # warm-up (loads the members)
+            start = time.perf_counter()
+            for b in x:
+                predictor.inferer(b, predictor.network)
+            ensemble = len(prepared) / (time.perf_counter() - start)
+            start = time.perf_counter()
+            for b in x:
+                predictor.network(b)
+            single = len(prepared) / (time.perf_counter() - start)
+    return ensemble, single, passes
+
+
+def _end_to_end(folder: Path, out: Path, batch_size: int) -> float:
+    """Images/s of :func:`predict` on the folder (everything it does, bundle set-up included)."""
+    from sum_monai.predict.runner import predict
+
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    report = predict(BUNDLE, folder, out, progress=False, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    assert report.exit_status == 0, report.failed
+    return len(report.records) / seconds
+
+
+def _mri(work: Path) -> dict[str, Any]:
+    """One scanner-size DCE study phantom (DICOM) through ``predict``: generation and prediction seconds."""
+    from sum_monai.phantoms import generate
+    from sum_monai.predict.runner import predict
+
+    study = work / "mri_study"
+    shutil.rmtree(study, ignore_errors=True)
+    start = time.perf_counter()
+    generate("mri", 1, study, seed=0, progress=False, overview=False, size=MRI_SIZE, spacing=MRI_SPACING,
+             layout="study", phases=(2,))  # fmt: skip
+    made = time.perf_counter() - start
+    out = work / "mri_pred"
+    shutil.rmtree(out, ignore_errors=True)
+    start = time.perf_counter()
+    report = predict(MRI_BUNDLE, study, out, progress=False)
+    seconds = time.perf_counter() - start
+    assert report.exit_status == 0, report.failed
+    return {"generate_s": made, "predict_s": seconds, "shape": report.records[0]["spatial_shape"]}
+
+
+def run(settings: Settings) -> Result:
+    """Run every measurement of the module docstring."""
+    work = settings.workdir / ("predict_quick" if settings.quick else "predict")
+    shutil.rmtree(work, ignore_errors=True)
+    folder = work / "images"
+    result = Result()
+    result.source = _images(settings, folder)
+    result.n = len(list(folder.rglob("*.png")))
+    cli = [sys.executable, "-m", "sum_monai"]
+    result.help_s = _wall([*cli, "predict", "--help"])
+    one = next(iter(sorted(folder.rglob("*.png"))))
+    result.one_image_s = _wall([*cli, "predict", "--bundle", BUNDLE, "--input", str(one), "--output",
+                                str(work / "one"), "--no-progress"])  # fmt: skip
+    logger.info("network-only rates")
+    result.network_rate, result.single_rate, result.passes = _network_rates(folder, work / "net")
+    for batch in (8, 1):
+        logger.info("end to end, batch %d", batch)
+        result.e2e[f"batch {batch}"] = _end_to_end(folder, work / f"out_b{batch}", batch)
+    if not settings.quick:
+        logger.info("3D at scanner size")
+        result.mri = _mri(work)
+    return result
+
+
+def render(machine: Machine, result: Result, command: str) -> str:
+    """The markdown section of ``docs/benchmarks.md``."""
+    rows = [
+        ("`sum-monai predict --help` (fresh process)", f"{fmt(result.help_s)} s", ""),
+        ("one-image `sum-monai predict` (fresh process)", f"{fmt(result.one_image_s)} s", "start-up + bundle set-up + 1 image"),
+        (f"network only: the bundle's inferer ({result.passes} passes per image), fp32, batches of 8",
+         f"{fmt(result.network_rate, 2)} img/s", "the yardstick of the ratio"),
+        ("network only: one network, fp32, batches of 8", f"{fmt(result.single_rate, 1)} img/s", ""),
+    ]  # fmt: skip
+    for name, rate in result.e2e.items():
+        ratio = rate / result.network_rate if result.network_rate else None
+        rows.append((f"`predict` end to end, {name}", f"{fmt(rate, 2)} img/s",
+                     f"{fmt(100 * ratio if ratio else None, 0)} % of the inferer alone (target >= {TARGET_RATIO:.0%})"))  # fmt: skip
+    if result.mri:
+        m = result.mri
+        rows.append((f"3D: one 2-channel DCE study {'x'.join(map(str, MRI_SIZE))} (DICOM) through `predict`",
+                     f"{fmt(m['predict_s'])} s", f"phantom generated in {fmt(m['generate_s'])} s; mask {m['shape']}"))  # fmt: skip
+    return "\n".join([
+        "## End-to-end prediction",
+        "",
+        f"Command: `{command}`; images: {result.source}.",
+        "",
+        machine.header(),
+        "",
+        table(["what", "figure", "note"], rows),
+    ])  # fmt: skip
