@@ -41,6 +41,23 @@ def test_bundle_layout(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
+def test_text_files_pass_the_zoo_pre_commit_basics(name: str) -> None:
+    """The model zoo's pre-commit fixes these (end-of-file-fixer, trailing-whitespace, check-json):
+    a bundle that needs them fixed fails its CI. Six JSON files once lacked the final newline."""
+    root = REPO_BUNDLES / name
+    texts = [p for p in root.rglob("*") if p.is_file() and p.suffix in {".json", ".py", ".md", ".conf", ".txt", ".yml", ".yaml"}]
+    assert texts
+    for path in texts:
+        text = path.read_text()
+        rel = path.relative_to(root)
+        assert text.endswith("\n") and not text.endswith("\n\n"), f"{name}/{rel}: must end with exactly one newline"
+        bad = [i + 1 for i, line in enumerate(text.splitlines()) if line != line.rstrip()]
+        assert not bad, f"{name}/{rel}: trailing whitespace on lines {bad[:5]}"
+        if path.suffix == ".json":
+            json.loads(text)
+
+
+@pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_shipped_torchscript_carries_this_version_of_the_metadata(name: str) -> None:
     """``models/model.ts`` embeds ``metadata.json`` at export: a version bump re-exports it (the zoo reads it)."""
     root = REPO_BUNDLES / name

@@ -67,6 +67,12 @@ class UltrasoundParams:
         near_duplicate_rate: share of cases that are near-duplicates (small shift, crop and gain
             change) of an earlier case of the same class, as in BUSI (about 19 %).
         rgb: write images as RGB with R = G = B, like the original BUSI files.
+        gain: the scanner's overall gain before log compression (1: the default look; 0.4
+            dark, 2.5 bright and saturated): other machines, other presets.
+        speckle_grain: speckle grain size relative to the default (a lower-frequency probe
+            or a zoomed image: 2-3; a high-frequency linear probe: 0.6).
+        overlay: burn in what scanners put on the image: a text banner (probe, depth, gain),
+            a depth scale with ticks and caliper crosses at the lesion's ends (white, 255).
     """
 
     size: tuple[int, int] = (256, 256)
@@ -78,6 +84,9 @@ class UltrasoundParams:
     second_lesion_rate: float = 0.08
     near_duplicate_rate: float = 0.0
     rgb: bool = False
+    gain: float = 1.0
+    speckle_grain: float = 1.0
+    overlay: bool = False
 
     def __post_init__(self) -> None:
         rows, cols = self.size
@@ -93,6 +102,8 @@ class UltrasoundParams:
             raise ValueError(f"noise (speckle strength) must be in [0, 1], got {self.noise}")
         if not 0.0 <= self.attenuation <= 0.9:
             raise ValueError(f"attenuation must be in [0, 0.9], got {self.attenuation}")
+        if not 0.1 <= self.gain <= 10.0 or not 0.25 <= self.speckle_grain <= 5.0:
+            raise ValueError(f"gain must be in [0.1, 10] and speckle_grain in [0.25, 5], got {self.gain}, {self.speckle_grain}")
         for name in ("second_lesion_rate", "near_duplicate_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -264,7 +275,7 @@ def _add_lesion(
 # image formation
 
 
-def _speckle(rng: np.random.Generator, shape: tuple[int, int], strength: float) -> np.ndarray:
+def _speckle(rng: np.random.Generator, shape: tuple[int, int], strength: float, grain: float = 1.0) -> np.ndarray:
     """Multiplicative speckle with mean 1, as a compounding scanner shows it.
 
     Each look is the magnitude of low-pass filtered complex Gaussian noise (Rayleigh speckle,
@@ -272,7 +283,7 @@ def _speckle(rng: np.random.Generator, shape: tuple[int, int], strength: float) 
     compounding), which softens the dark nulls as on modern breast scanners.
     """
     rows, cols = shape
-    sy, sx = rows / 256, cols / 256
+    sy, sx = grain * rows / 256, grain * cols / 256
     looks = []
     for lateral in (1.6, 2.0, 2.4):
         sigma = (0.9 * sy, lateral * sx)
@@ -290,8 +301,8 @@ def _form_image(rng: np.random.Generator, echo: np.ndarray, params: UltrasoundPa
     y = (np.arange(rows, dtype=np.float32) / rows)[:, None]
     x = (np.arange(cols, dtype=np.float32) / cols)[None, :]
     gain = (1.0 - params.attenuation * y**1.3) * (1.0 - 0.15 * np.abs(2 * x - 1) ** 4)
-    gain = gain * rng.uniform(0.85, 1.1)
-    amp = echo * _speckle(rng, (rows, cols), params.noise) * gain
+    gain = gain * rng.uniform(0.85, 1.1) * params.gain
+    amp = echo * _speckle(rng, (rows, cols), params.noise, params.speckle_grain) * gain
     k = 2.0  # log-like compression: 0 -> 0, 1 -> ~0.85, bright speckle saturates softly
     return np.clip(np.log1p(k * amp) / math.log1p(k * 1.3), 0.0, 1.0)
 
@@ -324,7 +335,36 @@ def render_us_case(
                 masks.append(drawn[0])
         for mask in masks:
             echo = _add_lesion(rng, echo, mask, label, params.lesion_contrast)
-    return _form_image(rng, echo, params).astype(np.float32), masks
+    image = _form_image(rng, echo, params).astype(np.float32)
+    if params.overlay:
+        image = burn_overlay(image, masks, np.random.default_rng(rng.integers(2**32)))
+    return image, masks
+
+
+def burn_overlay(image: np.ndarray, masks: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+    """``image`` with a scanner's burned-in text banner, depth scale and caliper crosses (value 1.0).
+
+    The calipers sit at the left and right ends of the first lesion, as a sonographer measures it;
+    the masks are unchanged (the annotation is not part of the lesion).
+    """
+    from PIL import Image, ImageDraw
+
+    rows, cols = image.shape
+    canvas = Image.fromarray(np.round(image * 255).astype(np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    depth = rng.uniform(3.0, 6.0)
+    draw.text((4, 2), f"L12-5 {rng.integers(8, 15)}MHz  D {depth:.1f}cm  G {rng.integers(40, 70)}%  BREAST", fill=255)
+    for k in range(int(depth) + 1):  # depth scale: a tick per cm on the right edge
+        y = round(k / depth * (rows - 1))
+        draw.line([(cols - 8, y), (cols - 2, y)], fill=255)
+    draw.line([(cols - 2, 0), (cols - 2, rows - 1)], fill=255)
+    if masks:
+        ys, xs = np.nonzero(masks[0])
+        for x in (xs.min(), xs.max()):
+            y = int(ys[xs == x].mean())
+            draw.line([(x - 4, y), (x + 4, y)], fill=255)
+            draw.line([(x, y - 4), (x, y + 4)], fill=255)
+    return np.asarray(canvas, dtype=np.float32) / 255.0
 
 
 def _near_duplicate(
