@@ -10,6 +10,8 @@ In one run, on the same images and the same CPU threads:
 - **end to end**: :func:`sum_monai.predict.runner.predict` on the folder (reading, preprocessing,
   inference, postprocessing, PNG / JSON / CSV writing), batched (the default) and one case at a
   time; images/s and the ratio to the network-only rate of the same inferer;
+- **bf16 agreement**: the inferer's masks in bf16 autocast vs fp32 on the same images (lesion
+  Dice per image), and the speed ratio;
 - **3D at scanner size** (not with ``--quick``): one 2-channel DCE study phantom of 448x448x160
   voxels (0.76 x 0.76 x 1.1 mm, a common 1.5 T protocol) as DICOM series, through ``predict``.
 
@@ -72,6 +74,7 @@ class Result:
     passes: int = 1
     e2e: dict[str, float] = field(default_factory=dict)
     mri: dict[str, Any] = field(default_factory=dict)
+    bf16: dict[str, float] = field(default_factory=dict)
 
 
 def _images(settings: Settings, folder: Path) -> str:
@@ -119,6 +122,43 @@ def _network_rates(folder: Path, work: Path) -> tuple[float, float, int]:
                 predictor.network(b)
             single = len(prepared) / (time.perf_counter() - start)
     return ensemble, single, passes
+
+
+def _bf16_agreement(folder: Path, work: Path) -> dict[str, float]:
+    """Lesion Dice between the inferer's masks in bf16 autocast (+ channels-last) and in fp32, per image.
+
+    Run whatever the CPU: where bf16 is emulated it is slow but computes the same roundings, so
+    the agreement is measured on every machine (the speed only where the CPU has AVX512-BF16/AMX).
+    Masks are compared on the network's grid (argmax of the ensemble's mean softmax).
+    """
+    from sum_monai.bundle.locate import Bundle
+    from sum_monai.predict.cases import find_cases
+    from sum_monai.predict.runner import Predictor
+
+    with Predictor(Bundle.find(BUNDLE), work) as predictor:
+        prepared = [predictor.prepare(c) for c in find_cases(folder, 2, 1)]
+        x = torch.stack([p.data["image"].as_tensor() for p in prepared])
+        masks = {}
+        seconds = {}
+        with torch.inference_mode():
+            for name in ("fp32", "bf16"):
+                start = time.perf_counter()
+                outs = []
+                for i in range(0, len(x), 8):
+                    batch = x[i : i + 8]
+                    if name == "bf16":
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            outs.append(predictor.inferer(batch.contiguous(memory_format=torch.channels_last), predictor.network).float())
+                    else:
+                        outs.append(predictor.inferer(batch, predictor.network))
+                seconds[name] = time.perf_counter() - start
+                masks[name] = torch.cat(outs).argmax(1) > 0
+    dice = []
+    for a, b in zip(masks["fp32"], masks["bf16"], strict=True):
+        total = int(a.sum() + b.sum())
+        dice.append(1.0 if total == 0 else 2.0 * int((a & b).sum()) / total)
+    return {"mean_dice": sum(dice) / len(dice), "min_dice": min(dice), "n": len(dice),
+            "speed_ratio": seconds["fp32"] / seconds["bf16"]}  # fmt: skip
 
 
 def _end_to_end(folder: Path, out: Path, batch_size: int) -> float:
@@ -171,6 +211,8 @@ def run(settings: Settings) -> Result:
     for batch in (8, 1):
         logger.info("end to end, batch %d", batch)
         result.e2e[f"batch {batch}"] = _end_to_end(folder, work / f"out_b{batch}", batch)
+    logger.info("bf16 agreement with fp32")
+    result.bf16 = _bf16_agreement(folder, work / "bf16")
     if not settings.quick:
         logger.info("3D at scanner size")
         result.mri = _mri(work)
@@ -190,6 +232,12 @@ def render(machine: Machine, result: Result, command: str) -> str:
         ratio = rate / result.network_rate if result.network_rate else None
         rows.append((f"`predict` end to end, {name}", f"{fmt(rate, 2)} img/s",
                      f"{fmt(100 * ratio if ratio else None, 0)} % of the inferer alone (target >= {TARGET_RATIO:.0%})"))  # fmt: skip
+    if result.bf16:
+        b = result.bf16
+        native = "native" if {"avx512_bf16", "amx_bf16"} & set(machine.flags) else "emulated: no AVX512-BF16/AMX"
+        rows.append((f"bf16 autocast + channels-last vs fp32, the bundle's inferer ({native})",
+                     f"lesion Dice {b['mean_dice']:.4f} (min {b['min_dice']:.4f}, {b['n']} images)",
+                     f"speed {b['speed_ratio']:.2f}x fp32; --precision bf16 is used only where native"))  # fmt: skip
     if result.mri:
         m = result.mri
         rows.append((f"3D: one 2-channel DCE study {'x'.join(map(str, MRI_SIZE))} (DICOM) through `predict`",

@@ -129,3 +129,39 @@ def test_inference_keeps_the_confident_lesions_over_the_configured_share_of_the_
     small_kept = fraction == 0
     assert int(out.sum()) == 100 + small * small_kept
     assert int(out[0, 10, 10]) == int(small_kept) and int(out[0, 55, 55]) == 1 and int(out[0, 85, 85]) == 0
+
+
+def _monai_metrics(folder: Path) -> dict[str, float]:
+    """``metrics.csv`` of MONAI's ``MetricsSaver`` (``name,value`` per line)."""
+    rows = [line.rsplit(",", 1) for line in (folder / "metrics.csv").read_text().splitlines() if line.strip()]
+    return {k: float(v) for k, v in rows}
+
+
+def test_monai_alone_reproduces_the_evaluation_with_the_share_of_normal_images_marked(
+    busi_fixtures: Path, tmp_path: Path
+) -> None:
+    """`python -m monai.bundle run` on train.json + evaluate.json prints what `sum-monai evaluate`
+    reports, including the share of lesion-free images with a predicted lesion (the bundle's
+    ``val_normal_marked``, ``scripts.metrics.LesionOnNormalMetric``)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--bundle", str(BUNDLE.root), "--data", str(busi_fixtures), "--split", "all",
+                 "--output", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]) == 0  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())["summary"]
+    ours = _monai_metrics(out)
+    share = summary["normal_images"]["share_with_predicted_lesion"]
+    assert summary["normal_images"]["n"] == 1 and ours["val_normal_marked"] == pytest.approx(share)
+    alone = tmp_path / "monai"
+    done = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/evaluate.json']",
+         "--bundle_root", ".", "--data_list_file_path", str(out / "datalist_all.json"), "--eval_split", "all",
+         "--output_dir", str(alone)],
+        cwd=BUNDLE.root, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = _monai_metrics(alone)
+    assert theirs["val_normal_marked"] == pytest.approx(share)
+    assert theirs["val_mean_dice"] == pytest.approx(ours["val_mean_dice"], abs=1e-6)
+    assert theirs["val_mean_dice"] == pytest.approx(summary["all"]["dice"], abs=1e-3)

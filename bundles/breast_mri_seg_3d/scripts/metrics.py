@@ -59,3 +59,30 @@ class PhysicalHausdorffMetric(HausdorffDistanceMetric):
         if kwargs.get("spacing") is None and isinstance(y_pred, MetaTensor):
             kwargs["spacing"] = [float(s) for s in y_pred.pixdim]
         return super()._compute_tensor(y_pred, y, **kwargs)
+
+
+class LesionOnNormalMetric(CumulativeIterationMetric):
+    """Whether a lesion-free image (empty reference) gets any predicted lesion: 1, 0, or NaN.
+
+    One value per image, ``(batch, 1)``: NaN for images whose reference has a lesion (they are
+    scored by Dice), so :meth:`aggregate` is the share of normal images with a predicted lesion,
+    the figure a user scanning a stack of normal exams sees (``sum-monai evaluate`` reports the
+    same share). MONAI has no image-level false-positive metric; Dice is NaN or 0 on these images.
+
+    Args:
+        include_background: whether channel 0 counts as a lesion class (it never should).
+    """
+
+    def __init__(self, include_background: bool = False) -> None:
+        super().__init__()
+        self.include_background = include_background
+
+    def _compute_tensor(self, y_pred: torch.Tensor, y: torch.Tensor, **kwargs: Any) -> torch.Tensor:  # type: ignore[override]
+        first = 0 if self.include_background else 1
+        lesion_ref = y[:, first:].flatten(1).any(dim=1)
+        lesion_pred = y_pred[:, first:].flatten(1).any(dim=1).float()
+        return torch.where(lesion_ref, torch.full_like(lesion_pred, float("nan")), lesion_pred)[:, None]
+
+    def aggregate(self, reduction: MetricReduction | str | None = None) -> torch.Tensor:
+        value, _ = do_metric_reduction(self.get_buffer(), reduction or MetricReduction.MEAN)
+        return value
