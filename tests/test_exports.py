@@ -78,12 +78,14 @@ def test_exports_reproduce_eager_logits_at_other_sizes(exported: dict) -> None:
 
 
 def test_onnx_and_torchscript_predictions_match_eager(exported: dict) -> None:
-    """Dice >= 0.999 between backends on every phantom (ONNX from the exported file, TorchScript exported on the fly)."""
+    """Dice >= 0.999 between backends on every phantom (ONNX Runtime and OpenVINO from the exported
+    file, TorchScript exported on the fly)."""
     import nibabel as nib
     from PIL import Image
 
     name, root = exported["name"], exported["root"]
-    runs = {"torch": [], "onnx": ["--model", str(exported["onnx"])], "torchscript": []}
+    runs = {"torch": [], "onnx": ["--model", str(exported["onnx"])], "torchscript": [],
+            "openvino": ["--model", str(exported["onnx"])]}  # fmt: skip
     for backend, extra in runs.items():
         status = main([
             "predict", "--bundle", name, "--weights", str(exported["weights"]), "--input", str(exported["folder"]),
@@ -107,7 +109,7 @@ def test_onnx_and_torchscript_predictions_match_eager(exported: dict) -> None:
         rel = mask_path.relative_to(root / "torch")
         reference = load(mask_path)
         assert 0.01 < (reference > 0).mean() < 0.6, f"{rel}: masks should be non-trivial"
-        for backend in ("onnx", "torchscript"):
+        for backend in ("onnx", "torchscript", "openvino"):
             other = load(root / backend / rel)
             assert dice(reference, other) >= DICE_BOUND, (
                 f"{rel}: {backend} vs torch Dice {dice(reference, other):.5f}"
@@ -154,3 +156,21 @@ def test_exports_follow_variables_that_shape_the_network(tmp_path: Path) -> None
 
     got = ort.InferenceSession(str(onnx_file)).run(None, {"image": x.numpy()})[0]
     np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_every_fold_member_of_a_shipped_ensemble_runs_in_the_backend(tmp_path: Path) -> None:
+    """``--backend onnx|openvino`` replaced only the configured network; the 4 other fold models ran
+    in eager PyTorch. Now each is exported from its own file, and the ensemble's output is unchanged."""
+    from sum_monai.predict.backends import OnnxRuntimeNetwork, OpenVinoNetwork
+    from sum_monai.predict.runner import Predictor
+
+    bundle = Bundle.find("breast_us_seg_2d")
+    x = torch.rand(2, 1, 96, 96, generator=torch.Generator().manual_seed(0))
+    outputs = {}
+    for backend, kind in (("torch", torch.nn.Module), ("onnx", OnnxRuntimeNetwork), ("openvino", OpenVinoNetwork)):
+        with Predictor(bundle, tmp_path / backend, backend=backend, device="cpu") as predictor, torch.no_grad():
+            members = predictor.inferer._load_members(torch.device("cpu"))
+            assert len(members) == 4 and all(isinstance(m, kind) for m in members), backend
+            outputs[backend] = torch.softmax(predictor.inferer(x, predictor.network), 1)
+    for backend in ("onnx", "openvino"):
+        torch.testing.assert_close(outputs[backend], outputs["torch"], atol=1e-4, rtol=1e-3)

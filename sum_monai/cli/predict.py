@@ -53,12 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--weights", help="checkpoint (state dict) to use; default: the bundle's models/model.pt")
     p.add_argument(
-        "--backend", default="torch", choices=["torch", "torchscript", "onnx"],
-        help="torch (eager, default), torchscript (ckpt_export) or onnx (onnx_export, run by ONNX Runtime on the CPU)",
+        "--backend", default="torch", choices=["torch", "torchscript", "onnx", "openvino"],
+        help="torch (eager, default), torchscript (ckpt_export), onnx (onnx_export, run by ONNX Runtime on the CPU) "
+        "or openvino (the ONNX export compiled by OpenVINO's CPU plugin; --precision bf16 where the CPU has it); "
+        "an ensemble's fold models all run in the backend",
     )  # fmt: skip
     p.add_argument(
         "--model",
-        help="an exported model.ts / .onnx for --backend torchscript/onnx (default: export --weights)",
+        help="an exported model.ts / .onnx for --backend torchscript/onnx/openvino (default: export --weights)",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N")
     p.add_argument(
@@ -75,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-        help="torch backend: auto (fp32 on CPUs, bf16/fp16 autocast on GPUs), fp32, bf16 (the fast path on CPUs "
+        help="torch and openvino backends: auto (fp32 on CPUs, bf16/fp16 autocast on GPUs), fp32, bf16 (the fast path on CPUs "
         "with AVX512-BF16 or AMX; elsewhere it falls back to fp32 and the log says so), fp16 (GPUs)",
     )  # fmt: skip
     p.add_argument(
@@ -105,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("highdicom", "onnx_ir", "onnxscript"):
             logging.getLogger(name).setLevel(logging.WARNING)
     if args.model and args.backend == "torch":
-        raise ConfigError("--model is for --backend torchscript or onnx (the torch backend uses --weights)")
+        raise ConfigError("--model is for --backend torchscript, onnx or openvino (the torch backend uses --weights)")
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 0:
         raise ConfigError("--batch-size takes a positive number of cases and --workers zero or more processes")
     if args.pixel_spacing is not None and (len(args.pixel_spacing) > 2 or min(args.pixel_spacing) <= 0):

@@ -1,6 +1,6 @@
-"""The bundle's network for prediction: eager PyTorch, TorchScript, or ONNX Runtime.
+"""The bundle's network for prediction: eager PyTorch, TorchScript, ONNX Runtime or OpenVINO.
 
-All three give a callable ``network(x) -> logits`` that the bundle's own inferer
+All four give a callable ``network(x) -> logits`` that the bundle's own inferer
 (``SimpleInferer``, ``SlidingWindowInferer``) drives, so pre- and postprocessing are the
 bundle's in every case:
 
@@ -8,7 +8,13 @@ bundle's in every case:
 - ``torchscript``: a ``model.ts`` from MONAI's ``ckpt_export`` (made from the weights when no file
   is given), loaded with ``torch.jit.load``;
 - ``onnx``: a ``.onnx`` from MONAI's ``onnx_export`` (made from the weights when no file is given),
-  run by ONNX Runtime's CPU execution provider.
+  run by ONNX Runtime's CPU execution provider;
+- ``openvino``: the same ONNX export compiled by OpenVINO's CPU plugin (dynamic batch and
+  spatial axes), inference precision f32, or bf16 where the CPU has AVX512-BF16 / AMX
+  (``--precision bf16``; :mod:`sum_monai.utils.precision` decides, never emulated).
+
+The fold members of an ensemble bundle (``scripts.ensemble.EnsembleInferer``) are converted to the
+same backend (:func:`convert_members`), so every network pass runs in it.
 """
 
 from __future__ import annotations
@@ -25,9 +31,9 @@ from sum_monai.errors import ConfigError
 if TYPE_CHECKING:
     from sum_monai.bundle.locate import Bundle
 
-__all__ = ["BACKENDS", "OnnxRuntimeNetwork", "export_input_shape", "load_backend"]
+__all__ = ["BACKENDS", "OnnxRuntimeNetwork", "OpenVinoNetwork", "convert_members", "export_input_shape", "load_backend"]
 
-BACKENDS = ("torch", "torchscript", "onnx")
+BACKENDS = ("torch", "torchscript", "onnx", "openvino")
 #: Largest spatial size used to trace an ONNX export (its spatial axes are dynamic anyway).
 MAX_TRACE_SIZE = 256
 
@@ -66,6 +72,41 @@ class OnnxRuntimeNetwork(torch.nn.Module):
         return torch.from_numpy(out).to(x.device)
 
 
+class OpenVinoNetwork(torch.nn.Module):
+    """An ONNX model compiled by OpenVINO's CPU plugin, callable like the PyTorch network.
+
+    Args:
+        path: the ``.onnx`` file (dynamic batch and spatial axes).
+        precision: ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``).
+        threads: inference threads (default ``torch.get_num_threads()``).
+    """
+
+    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError as err:
+            raise ConfigError("--backend openvino needs OpenVINO: pip install 'sum_monai[bench]' (or openvino)") from err
+        super().__init__()
+        core = ov.Core()
+        try:
+            model = core.read_model(str(path))
+            self.compiled = core.compile_model(model, "CPU", {
+                "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+                "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
+                "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1,
+            })  # fmt: skip
+        except Exception as err:  # OpenVINO raises RuntimeError subclasses of its own
+            raise ConfigError(f"{path}: OpenVINO cannot compile it: {str(err).strip().splitlines()[0]}") from err
+        self.request = self.compiled.create_infer_request()
+        self.path, self.precision = Path(path), precision
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the model on a ``(B, C, *spatial)`` batch; returns float32 logits on ``x``'s device."""
+        feed = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        out = self.request.infer({0: feed})[self.compiled.output(0)]
+        return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).to(x.device)
+
+
 def export_input_shape(bundle: Bundle) -> list[int]:
     """Shape used to trace an ONNX export: the metadata's input, spatial sizes at most 256."""
     from sum_monai.bundle.export import example_input_shape
@@ -83,6 +124,7 @@ def load_backend(
     device: Any,
     model_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
+    precision: str = "fp32",
 ) -> torch.nn.Module:
     """The network to predict with.
 
@@ -96,6 +138,7 @@ def load_backend(
         device: torch device for ``torch`` / ``torchscript`` (ONNX Runtime runs on the CPU).
         model_file: an existing ``model.ts`` / ``.onnx`` to use instead of exporting.
         overrides: the run's config overrides; those of ``network_def`` shape the export.
+        precision: the resolved precision (``fp32`` / ``bf16``) of the ``openvino`` backend.
 
     Raises:
         ConfigError: unknown backend, unreadable model file.
@@ -116,7 +159,7 @@ def load_backend(
             raise ConfigError(
                 f"{path}: not a loadable TorchScript model: {str(err).strip().splitlines()[0]}"
             ) from err
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):
         path = Path(model_file) if model_file else None
         if path is None:
             from sum_monai.bundle.export import export_onnx
@@ -128,5 +171,26 @@ def load_backend(
                 input_shape=export_input_shape(bundle),
                 overrides=overrides,
             )
-        return OnnxRuntimeNetwork(path)
+        return OnnxRuntimeNetwork(path) if backend == "onnx" else OpenVinoNetwork(path, precision)
     raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
+
+
+def convert_members(
+    inferer: Any, backend: str, bundle: Bundle, work_dir: Path, device: Any,
+    overrides: Mapping[str, Any] | None = None, precision: str = "fp32",
+) -> int:  # fmt: skip
+    """Run the further fold members of an ensemble inferer in ``backend`` too; how many there are.
+
+    An inferer without ``convert_members`` (not ``scripts.ensemble.EnsembleInferer``) is left alone.
+    Each member is exported from its own weights file into ``work_dir/member-<name>/``.
+    """
+    if backend == "torch" or not hasattr(inferer, "convert_members"):
+        return len(getattr(inferer, "weights", []) or [])
+
+    def convert(network: torch.nn.Module, weights: str) -> torch.nn.Module:
+        folder = work_dir / f"member-{Path(weights).stem}"
+        folder.mkdir(parents=True, exist_ok=True)
+        return load_backend(backend, bundle, network, Path(weights), folder, device, None, overrides, precision)
+
+    inferer.convert_members(convert)
+    return len(inferer.weights)

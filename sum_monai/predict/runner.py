@@ -212,7 +212,7 @@ class Predictor:
         from monai.transforms import Invertd, SaveImaged
 
         from sum_monai.bundle.weights import default_checkpoint, load_checked_state_dict
-        from sum_monai.predict.backends import BACKENDS, load_backend
+        from sum_monai.predict.backends import BACKENDS, convert_members, load_backend
         from sum_monai.utils.precision import resolve_precision
 
         if backend not in BACKENDS:
@@ -243,7 +243,7 @@ class Predictor:
             parser = create_workflow(bundle, "inference", run_overrides).parser
             self.device = parser.get_parsed_content("device")
             try:
-                self.precision = resolve_precision(precision if backend == "torch" else "fp32", self.device)
+                self.precision = resolve_precision(precision if backend in ("torch", "openvino") else "fp32", self.device)
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             logger.info("precision %s (%s)", self.precision.name, self.precision.reason)
@@ -283,15 +283,11 @@ class Predictor:
                     torch.save(state, weights_file)
             self.weights_sha256 = _sha256(self.weights)
             self.network = load_backend(
-                backend,
-                bundle,
-                network,
-                weights_file,
-                self.scratch / "export",
-                self.device,
-                model_file,
-                overrides,
-            )
+                backend, bundle, network, weights_file, self.scratch / "export", self.device, model_file, overrides,
+                self.precision.name,
+            )  # fmt: skip
+            if backend != "torch":  # every fold member of an ensemble runs in the backend too
+                convert_members(self.inferer, backend, bundle, self.scratch / "export", self.device, overrides, self.precision.name)
         except BaseException:
             self.close()
             raise
@@ -373,8 +369,11 @@ class Predictor:
         try:
             with torch.no_grad():
                 x = torch.stack([torch.as_tensor(i.as_tensor() if isinstance(i, MetaTensor) else i) for i in images])
-                with self.precision.autocast():
-                    preds = self.inferer(self.precision.layout(x.to(self.device)), self.network)
+                if self.backend == "torch":
+                    with self.precision.autocast():
+                        preds = self.inferer(self.precision.layout(x.to(self.device)), self.network)
+                else:  # the runtime has its own precision (OpenVINO) or none (TorchScript / ONNX Runtime: fp32)
+                    preds = self.inferer(x.to(self.device), self.network)
                 preds = [torch.as_tensor(p).float().contiguous() for p in preds]
         except ConfigError:
             raise

@@ -70,6 +70,12 @@ class EnsembleInferer(Inferer):
         self.inferer = inferer or SimpleInferer()
         self._members: list[torch.nn.Module] | None = None
         self._loaded: tuple = ()
+        self._convert: Callable[[torch.nn.Module, str], torch.nn.Module] | None = None
+
+    def convert_members(self, convert: Callable[[torch.nn.Module, str], torch.nn.Module] | None) -> None:
+        """Run every further member as ``convert(network, weights_file)`` returns it (e.g. an
+        exported runtime of the same network); applied again whenever the members are reloaded."""
+        self._convert, self._members = convert, None
 
     def _current(self) -> tuple:
         """(path, mtime) of each member now; the files beside the checkpoint are looked up again."""
@@ -89,7 +95,7 @@ class EnsembleInferer(Inferer):
                     net.load_state_dict(state)
                 except RuntimeError as err:
                     raise ValueError(f"{path}: the weights do not fit the configured network: {str(err).splitlines()[0]}") from err
-                self._members.append(net.eval())
+                self._members.append(self._convert(net.eval(), path) if self._convert else net.eval())
         for net in self._members:
             net.to(device)
         return self._members
