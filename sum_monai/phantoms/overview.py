@@ -1,7 +1,7 @@
 """Overview PNG of a phantom (or real) folder: a grid of up to 8 images with mask contours.
 
 It reads the files back from disk (not the generator's arrays), so what it shows is what a user
-of the folder gets: mammograms are displayed as a viewer would (VOI window applied, MONOCHROME1
+of the folder gets: mammograms are displayed as a viewer would (through the mammography bundle's own presentation: VOI window applied, MONOCHROME1
 inverted), MRI as the axial slice through the tumour centre, pre- and post-contrast side by side.
 Works on any folder in the same layouts (BUSI, mammography CSV, nnU-Net MRI).
 """
@@ -53,17 +53,14 @@ def _us_panels(root: Path, max_cases: int) -> list[tuple[str, np.ndarray, list[n
 
 
 def _display_mammogram(path: Path) -> np.ndarray:
-    """Pixel values as a viewer shows them: modality LUT, VOI window, MONOCHROME1 inverted."""
+    """Pixel values in [0, 1] as the mammography bundle presents them (its reader's ``presentation_array``)."""
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    ds = pydicom.dcmread(path)
-    arr = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    arr = (arr - lo) / max(hi - lo, 1e-6)
-    if ds.PhotometricInterpretation == "MONOCHROME1":
-        arr = 1.0 - arr
-    return arr
+    from sum_monai.bundle.locate import REPO_BUNDLES
+    from sum_monai.bundle.scripts import import_bundle_scripts
+
+    mammo = import_bundle_scripts(REPO_BUNDLES / "mammo_seg_2d", "mammo")
+    return np.asarray(mammo.presentation_array(pydicom.dcmread(path), normalize=True), dtype=np.float32)
 
 
 def _mammo_panels(root: Path, max_cases: int) -> list[tuple[str, np.ndarray, list[np.ndarray]]]:

@@ -5,8 +5,10 @@ The mammography bundle predicts benign and malignant lesions; everything else is
 "normal tissue", so the normal-tissue segment is the breast region minus the predicted lesions,
 where the breast region is found by a simple documented rule on the *presented* image:
 
-1. the presented image: pydicom's modality LUT then VOI LUT (window), MONOCHROME1 inverted, so
-   tissue is bright and air dark, whatever the file's photometric interpretation;
+1. the presented image, exactly as the mammography bundle's reader sees it
+   (``scripts/mammo.presentation_array``: modality LUT, VOI LUT or window, MONOCHROME1 inverted
+   within the presentation range), so tissue is bright and air dark whatever the file's
+   photometric interpretation, and the package has one reading of a mammogram, the bundle's;
 2. the triangle threshold of its histogram (scikit-image ``threshold_triangle``), made for
    histograms with one dominant peak (here: the air background) and a long tail (tissue);
    Otsu's threshold splits fatty from dense tissue instead and loses the fatty periphery;
@@ -29,13 +31,12 @@ __all__ = ["breast_region", "presented_image"]
 
 
 def presented_image(ds: Dataset) -> np.ndarray:
-    """``(rows, cols)`` float image as displayed: modality LUT, VOI LUT, MONOCHROME1 inverted."""
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    """``(rows, cols)`` float image as the mammography bundle presents it (see the module docstring)."""
+    from sum_monai.bundle.locate import REPO_BUNDLES
+    from sum_monai.bundle.scripts import import_bundle_scripts
 
-    arr = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float32)
-    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
-        arr = arr.max() + arr.min() - arr
-    return arr
+    mammo = import_bundle_scripts(REPO_BUNDLES / "mammo_seg_2d", "mammo")
+    return np.asarray(mammo.presentation_array(ds), dtype=np.float32)
 
 
 def breast_region(image: np.ndarray) -> np.ndarray:
