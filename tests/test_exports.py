@@ -159,18 +159,18 @@ def test_exports_follow_variables_that_shape_the_network(tmp_path: Path) -> None
 
 
 def test_every_fold_member_of_a_shipped_ensemble_runs_in_the_backend(tmp_path: Path) -> None:
-    """``--backend onnx|openvino`` replaced only the configured network; the 4 other fold models ran
-    in eager PyTorch. Now each is exported from its own file, and the ensemble's output is unchanged."""
-    from sum_monai.predict.backends import OnnxRuntimeNetwork, OpenVinoNetwork
+    """``--backend torchscript|onnx|openvino`` replaced only the configured network; the 4 other fold
+    models ran in eager PyTorch. Now each is exported from its own file (TorchScript here, the fastest
+    export; ONNX Runtime and OpenVINO go through the same ``convert_members``), output unchanged."""
     from sum_monai.predict.runner import Predictor
 
     bundle = Bundle.find("breast_us_seg_2d")
     x = torch.rand(2, 1, 96, 96, generator=torch.Generator().manual_seed(0))
     outputs = {}
-    for backend, kind in (("torch", torch.nn.Module), ("onnx", OnnxRuntimeNetwork), ("openvino", OpenVinoNetwork)):
+    for backend in ("torch", "torchscript"):
         with Predictor(bundle, tmp_path / backend, backend=backend, device="cpu") as predictor, torch.no_grad():
             members = predictor.inferer._load_members(torch.device("cpu"))
-            assert len(members) == 4 and all(isinstance(m, kind) for m in members), backend
+            scripted = [isinstance(m, torch.jit.ScriptModule) for m in members]
+            assert len(members) == 4 and scripted == [backend == "torchscript"] * 4, backend
             outputs[backend] = torch.softmax(predictor.inferer(x, predictor.network), 1)
-    for backend in ("onnx", "openvino"):
-        torch.testing.assert_close(outputs[backend], outputs["torch"], atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(outputs["torchscript"], outputs["torch"], atol=1e-5, rtol=1e-4)
