@@ -55,26 +55,6 @@ def test_weights_load_strictly_and_match_the_torchscript_export() -> None:
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
 
 
-def _summary(out: Path) -> dict:
-    return json.loads((out / "summary.json").read_text())["summary"]
-
-
-def test_evaluate_runs_on_a_busi_folder_with_original_bytes(
-    busi_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture
-) -> None:
-    out = tmp_path / "eval"
-    code = main(["evaluate", "--bundle", str(BUNDLE.root), "--data", str(busi_fixtures), "--split", "all",
-                 "--output", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"])  # fmt: skip
-    assert code == 0
-    printed = capsys.readouterr().out
-    for row in ("all", "benign", "malignant", "normal", "normal images with any predicted lesion"):
-        assert row in printed
-    summary = _summary(out)
-    assert summary["benign"]["n"] == 3 and summary["malignant"]["n"] == 2 and summary["normal"]["n"] == 1
-    # the shipped model finds the lesions of these held-out originals (RGB files, merged masks)
-    assert summary["all"]["dice"] > 0.5, summary["all"]
-
-
 def _members() -> list[torch.nn.Module]:
     """The shipped ensemble: model.pt (the configured network) and every fold*.pt beside it."""
     from sum_monai.bundle.bundle_scripts.ensemble import member_files
@@ -137,19 +117,26 @@ def _monai_metrics(folder: Path) -> dict[str, float]:
     return {k: float(v) for k, v in rows}
 
 
-def test_monai_alone_reproduces_the_evaluation_with_the_share_of_normal_images_marked(
-    busi_fixtures: Path, tmp_path: Path
+def test_evaluate_on_original_busi_bytes_and_monai_alone_reproduces_it(
+    busi_fixtures: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    """`python -m monai.bundle run` on train.json + evaluate.json prints what `sum-monai evaluate`
-    reports, including the share of lesion-free images with a predicted lesion (the bundle's
-    ``val_normal_marked``, ``scripts.metrics.LesionOnNormalMetric``)."""
+    """`sum-monai evaluate` on BUSI files with their original bytes (RGB images, merged masks), then
+    `python -m monai.bundle run` on train.json + evaluate.json prints the same figures, including the
+    share of lesion-free images with a predicted lesion (the bundle's ``val_normal_marked``,
+    ``scripts.metrics.LesionOnNormalMetric``)."""
     import subprocess
     import sys
 
     out = tmp_path / "eval"
     assert main(["evaluate", "--bundle", str(BUNDLE.root), "--data", str(busi_fixtures), "--split", "all",
                  "--output", str(out), "--tracking-uri", f"sqlite:///{tmp_path / 'mlruns.db'}"]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    for row in ("all", "benign", "malignant", "normal", "normal images with any predicted lesion"):
+        assert row in printed
     summary = json.loads((out / "summary.json").read_text())["summary"]
+    assert summary["benign"]["n"] == 3 and summary["malignant"]["n"] == 2 and summary["normal"]["n"] == 1
+    # the shipped model finds the lesions of these held-out originals
+    assert summary["all"]["dice"] > 0.5, summary["all"]
     ours = _monai_metrics(out)
     share = summary["normal_images"]["share_with_predicted_lesion"]
     assert summary["normal_images"]["n"] == 1 and ours["val_normal_marked"] == pytest.approx(share)
