@@ -20,6 +20,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 _SALT_DIR = tempfile.mkdtemp(prefix="sum_monai-test-salt-")
 atexit.register(shutil.rmtree, _SALT_DIR, True)
 os.environ["SUM_MONAI_ID_SALT_FILE"] = os.path.join(_SALT_DIR, "id_salt")
+# exports are cached per test session, never in the user's ~/.cache
+os.environ["SUM_MONAI_CACHE"] = os.path.join(_SALT_DIR, "cache")
 
 
 def shared_path(*parts: str) -> Path:

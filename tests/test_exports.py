@@ -174,3 +174,33 @@ def test_every_fold_member_of_a_shipped_ensemble_runs_in_the_backend(tmp_path: P
             assert len(members) == 4 and scripted == [backend == "torchscript"] * 4, backend
             outputs[backend] = torch.softmax(predictor.inferer(x, predictor.network), 1)
     torch.testing.assert_close(outputs["torchscript"], outputs["torch"], atol=1e-5, rtol=1e-4)
+
+
+def test_exports_are_cached_by_weights_and_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second run with the same weights reuses the export; other weights make a new one."""
+    from sum_monai.bundle import export as export_module
+    from sum_monai.predict.backends import cached_export
+
+    monkeypatch.setenv("SUM_MONAI_CACHE", str(tmp_path / "cache"))
+    bundle = Bundle.find("breast_us_seg_2d")
+    made: list[Path] = []
+
+    def make(weights: Path):
+        def write(out: Path | None) -> Path:
+            made.append(out)
+            return export_module.export_torchscript(bundle, weights, out or tmp_path / "scratch.ts")
+
+        return write
+
+    net = create_workflow(bundle, "inference", {}).parser.get_parsed_content("network_def")
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    torch.save(net.state_dict(), a)
+    torch.nn.init.zeros_(next(net.parameters()))
+    torch.save(net.state_dict(), b)
+    first = cached_export("ts", bundle, a, {}, make(a))
+    again = cached_export("ts", bundle, a, {}, make(a))
+    other = cached_export("ts", bundle, b, {}, make(b))
+    assert first == again != other and len(made) == 2 and first.is_file() and other.is_file()
+    assert str(first).startswith(str(tmp_path / "cache" / "exports"))
+    # a network override is part of the key
+    assert cached_export("ts", bundle, a, {"dropout": 0.0}, make(a)) != first and len(made) == 3

@@ -13,6 +13,9 @@ bundle's in every case:
   spatial axes), inference precision f32, or bf16 where the CPU has AVX512-BF16 / AMX
   (``--precision bf16``; :mod:`sum_monai.utils.precision` decides, never emulated).
 
+Exports are cached (:func:`cached_export`): a second run with the same weights, bundle config and
+library versions reuses the file instead of exporting again (about 10 s per network for ONNX).
+
 The fold members of an ensemble bundle (``scripts.ensemble.EnsembleInferer``) are converted to the
 same backend (:func:`convert_members`), so every network pass runs in it.
 """
@@ -107,6 +110,46 @@ class OpenVinoNetwork(torch.nn.Module):
         return torch.from_numpy(np.array(out, dtype=np.float32, copy=True)).to(x.device)
 
 
+def export_cache_dir() -> Path:
+    """Where exports are cached: ``$SUM_MONAI_CACHE/exports``, else ``$XDG_CACHE_HOME`` or ``~/.cache``."""
+    import os
+
+    root = os.environ.get("SUM_MONAI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sum_monai"
+    )
+    return Path(root) / "exports"
+
+
+def cached_export(
+    kind: str, bundle: Bundle, weights_file: Path, overrides: Mapping[str, Any] | None, make: Any
+) -> Path:
+    """The export ``make(path)`` would write, from the cache when the same one was made before.
+
+    The key is the SHA-256 of the weights, of ``inference.json`` and ``metadata.json``, the network
+    overrides and the torch / MONAI versions; ``make`` writes atomically (whole file or none), so a
+    killed export leaves no entry. A cache that cannot be written is skipped (the export is made
+    in the run's scratch folder instead, as before).
+    """
+    import hashlib
+    import json
+
+    import monai
+
+    h = hashlib.sha256()
+    for path in (weights_file, bundle.config("inference.json"), bundle.config("metadata.json")):
+        h.update(Path(path).read_bytes())
+    h.update(json.dumps(dict(overrides or {}), sort_keys=True, default=str).encode())
+    h.update(f"{kind} torch {torch.__version__} monai {monai.__version__}".encode())
+    target = export_cache_dir() / f"{bundle.name}-{h.hexdigest()[:24]}" / f"model.{kind}"
+    if target.is_file():
+        return target
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return make(None)
+    return make(target)
+
+
 def export_input_shape(bundle: Bundle) -> list[int]:
     """Shape used to trace an ONNX export: the metadata's input, spatial sizes at most 256."""
     from sum_monai.bundle.export import example_input_shape
@@ -152,7 +195,8 @@ def load_backend(
         if path is None:
             from sum_monai.bundle.export import export_torchscript
 
-            path = export_torchscript(bundle, weights_file, work_dir / "model.ts", overrides)
+            path = cached_export("ts", bundle, weights_file, overrides, lambda out: export_torchscript(
+                bundle, weights_file, out or work_dir / "model.ts", overrides))  # fmt: skip
         try:
             return torch.jit.load(str(path), map_location=device).eval()
         except Exception as err:
@@ -164,13 +208,9 @@ def load_backend(
         if path is None:
             from sum_monai.bundle.export import export_onnx
 
-            path = export_onnx(
-                bundle,
-                weights_file,
-                work_dir / "model.onnx",
-                input_shape=export_input_shape(bundle),
-                overrides=overrides,
-            )
+            path = cached_export("onnx", bundle, weights_file, overrides, lambda out: export_onnx(
+                bundle, weights_file, out or work_dir / "model.onnx", input_shape=export_input_shape(bundle),
+                overrides=overrides))  # fmt: skip
         return OnnxRuntimeNetwork(path) if backend == "onnx" else OpenVinoNetwork(path, precision)
     raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
 
