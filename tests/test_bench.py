@@ -192,3 +192,19 @@ def test_onnxruntime_int8_quantisation_keeps_the_tiny_unet_close(tiny_unet_files
     got = backend.run(x)
     assert (tmp_path / "model_int8.onnx").is_file() and backend.note == "calibrated on 8 inputs"
     assert np.abs(got - expected).max() < 0.1 * np.ptp(expected)
+
+
+def test_predict_table_ratios_are_to_the_bundles_inferer() -> None:
+    """The end-to-end rows quote the share of the inferer's own rate; bf16 says whether it was emulated."""
+    from bench.predict import Result, render
+
+    machine = Machine("Test CPU", 2, 2, ["avx2"], {"python": "3.11", "torch": "2.13.0"}, (0.1, 0.1, 0.1))
+    result = Result(source="4 images", n=4, help_s=0.2, one_image_s=9.0, cli_s=8.0, network_rate=6.0, single_rate=60.0,
+                    passes=10, e2e={"batch 8": 3.0}, bf16={"mean_dice": 0.9973, "min_dice": 0.9, "n": 4, "speed_ratio": 0.05})  # fmt: skip
+    text = render(machine, result, "python -m bench predict")
+    assert "| `predict` end to end, batch 8 | 3.00 img/s | 50 % of the inferer alone" in text
+    assert "0.50 img/s | 8.0 s wall" in text  # 4 images in 8 s, fresh process
+    assert "(10 passes per image)" in text and "flags avx2" in text
+    assert "(emulated: no AVX512-BF16/AMX)" in text and "lesion Dice 0.9973" in text
+    native = Machine("Xeon", 2, 2, ["avx512_bf16", "amx_bf16"], {"python": "3.11"}, (0.1, 0.1, 0.1))
+    assert "(native)" in render(native, result, "python -m bench predict")
