@@ -33,15 +33,11 @@ def cpu_model() -> str:
 
 
 def cpu_flags() -> list[str]:
-    """The :data:`INTERESTING_FLAGS` this CPU reports."""
-    info = Path("/proc/cpuinfo")
-    if not info.is_file():
-        return []
-    for line in info.read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            return [f for f in INTERESTING_FLAGS if f in flags]
-    return []
+    """The :data:`INTERESTING_FLAGS` this CPU reports (read by :func:`sum_monai.utils.precision.cpu_flags`)."""
+    from sum_monai.utils.precision import cpu_flags as all_flags
+
+    flags = all_flags()
+    return [f for f in INTERESTING_FLAGS if f in flags]
 
 
 def versions() -> dict[str, str]:

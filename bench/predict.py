@@ -22,6 +22,7 @@ ultrasound phantoms.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -114,31 +115,36 @@ def _wall(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def _batches(predictor: Any, folder: Path) -> list[torch.Tensor]:
+    """The folder's images through the bundle's preprocessing, as plain batches of 8."""
+    from sum_monai.predict.cases import find_cases
+
+    images = [predictor.prepare(c).data["image"].as_tensor() for c in find_cases(folder, 2, 1)]
+    return [torch.stack(images[i : i + 8]) for i in range(0, len(images), 8)]
+
+
 def _network_rates(folder: Path, work: Path, backend: str = "torch") -> tuple[float, float, int]:
     """Images/s of the bundle's inferer and of its single network on the folder's images (batches of 8).
 
     With ``backend="openvino"`` every member runs in OpenVINO (exports made before the clock starts).
     """
     from sum_monai.bundle.locate import Bundle
-    from sum_monai.predict.cases import find_cases
     from sum_monai.predict.runner import Predictor
 
-    bundle = Bundle.find(BUNDLE)
-    with Predictor(bundle, work, backend=backend) as predictor:
-        prepared = [predictor.prepare(c) for c in find_cases(folder, 2, 1)]
-        batches = [prepared[i : i + 8] for i in range(0, len(prepared), 8)]
-        x = [torch.stack([p.data["image"].as_tensor() for p in b]) for b in batches]
+    with Predictor(Bundle.find(BUNDLE), work, backend=backend) as predictor:
+        x = _batches(predictor, folder)
+        n = sum(len(b) for b in x)
         passes = (len(predictor.inferer.weights) + 1) * (1 + len(predictor.inferer.inferer.spatial_axes))
         with torch.inference_mode():
             predictor.inferer(x[0], predictor.network)  # warm-up (loads, for openvino compiles, the members)
             start = time.perf_counter()
             for b in x:
                 predictor.inferer(b, predictor.network)
-            ensemble = len(prepared) / (time.perf_counter() - start)
+            ensemble = n / (time.perf_counter() - start)
             start = time.perf_counter()
             for b in x:
                 predictor.network(b)
-            single = len(prepared) / (time.perf_counter() - start)
+            single = n / (time.perf_counter() - start)
     return ensemble, single, passes
 
 
@@ -150,27 +156,21 @@ def _bf16_agreement(folder: Path, work: Path) -> dict[str, float]:
     Masks are compared on the network's grid (argmax of the ensemble's mean softmax).
     """
     from sum_monai.bundle.locate import Bundle
-    from sum_monai.predict.cases import find_cases
     from sum_monai.predict.runner import Predictor
+    from sum_monai.utils.precision import resolve_precision
 
     with Predictor(Bundle.find(BUNDLE), work) as predictor:
-        prepared = [predictor.prepare(c) for c in find_cases(folder, 2, 1)]
-        x = torch.stack([p.data["image"].as_tensor() for p in prepared])
-        masks = {}
-        seconds = {}
+        batches = _batches(predictor, folder)
+        # the precision rules' own bf16 (autocast + channels-last), forced whatever this CPU has
+        bf16 = dataclasses.replace(resolve_precision("fp32", "cpu"), name="bf16")
+        masks, seconds = {}, {}
         with torch.inference_mode():
-            for name in ("fp32", "bf16"):
+            for p in (resolve_precision("fp32", "cpu"), bf16):
                 start = time.perf_counter()
-                outs = []
-                for i in range(0, len(x), 8):
-                    batch = x[i : i + 8]
-                    if name == "bf16":
-                        with torch.autocast("cpu", dtype=torch.bfloat16):
-                            outs.append(predictor.inferer(batch.contiguous(memory_format=torch.channels_last), predictor.network).float())
-                    else:
-                        outs.append(predictor.inferer(batch, predictor.network))
-                seconds[name] = time.perf_counter() - start
-                masks[name] = torch.cat(outs).argmax(1) > 0
+                with p.autocast():
+                    outs = [predictor.inferer(p.layout(b), predictor.network).float() for b in batches]
+                seconds[p.name] = time.perf_counter() - start
+                masks[p.name] = torch.cat(outs).argmax(1) > 0
     dice = []
     for a, b in zip(masks["fp32"], masks["bf16"], strict=True):
         total = int(a.sum() + b.sum())
@@ -264,7 +264,9 @@ def render(machine: Machine, result: Result, command: str) -> str:
                      f"{fmt(100 * ratio if ratio else None, 0)} % of the inferer alone (target >= {TARGET_RATIO:.0%})"))  # fmt: skip
     if result.bf16:
         b = result.bf16
-        native = "native" if {"avx512_bf16", "amx_bf16"} & set(machine.flags) else "emulated: no AVX512-BF16/AMX"
+        from sum_monai.utils.precision import BF16_FLAGS
+
+        native = "native" if BF16_FLAGS & set(machine.flags) else "emulated: no AVX512-BF16/AMX"
         rows.append((f"bf16 autocast + channels-last vs fp32, the bundle's inferer ({native})",
                      f"lesion Dice {b['mean_dice']:.4f} (min {b['min_dice']:.4f}, {b['n']} images)",
                      f"speed {b['speed_ratio']:.2f}x fp32; --precision bf16 is used only where native"))  # fmt: skip

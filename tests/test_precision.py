@@ -32,9 +32,10 @@ def test_cpu_never_runs_an_emulated_precision(
     assert (p.dtype is torch.bfloat16) == (expected == "bf16")
     if requested == "bf16" and not native:
         assert "no AVX512-BF16 or AMX" in p.reason
-    # channels-last batches on the CPU, the autocast context gives bf16 matmuls only where chosen
-    x = p.layout(torch.rand(2, 1, 8, 8))
-    assert x.is_contiguous(memory_format=torch.channels_last)
+    # channels-last batches with bf16 on the CPU, the autocast context gives bf16 matmuls only where chosen
+    x = p.layout(torch.rand(2, 3, 8, 8))  # 3 channels: a 1-channel batch is trivially both layouts
+    assert x.is_contiguous(memory_format=torch.channels_last) == (expected == "bf16")
+    assert x.is_contiguous() or expected == "bf16"
     with p.autocast():
         y = torch.nn.functional.linear(torch.rand(2, 4), torch.rand(3, 4))
     assert y.dtype == (torch.bfloat16 if expected == "bf16" else torch.float32)

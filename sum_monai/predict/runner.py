@@ -427,12 +427,6 @@ class Predictor:
             return (sx, sy), sx * sy, "--pixel-spacing"
         return None, None, None
 
-    def run_case(self, case: Case, output_dir: Path, case_id: str) -> dict[str, Any]:
-        """Predict one case alone (no batching) and move its outputs into ``output_dir``; its record."""
-        prepared = self.prepare(case, case_id)
-        pred = self.infer_batch([prepared])[0] if prepared.data is not None else None
-        return self.finish(prepared, pred, output_dir)
-
     def finish(self, prepared: Prepared, pred: Any, output_dir: Path) -> dict[str, Any]:
         """Postprocess one inferred case and move its outputs into ``output_dir``; returns its record.
 

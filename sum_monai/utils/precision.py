@@ -24,9 +24,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["PRECISIONS", "Precision", "cpu_bf16_native", "resolve_precision"]
+__all__ = ["BF16_FLAGS", "PRECISIONS", "Precision", "cpu_bf16_native", "cpu_flags", "resolve_precision"]
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: ``/proc/cpuinfo`` flags of hardware bf16 matrix arithmetic.
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -44,7 +46,7 @@ def cpu_flags() -> frozenset[str]:
 
 def cpu_bf16_native() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX-BF16)."""
-    return bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    return bool(BF16_FLAGS & cpu_flags())
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,9 @@ class Precision:
 
     @property
     def channels_last(self) -> bool:
-        """CPU convolutions (oneDNN) run faster on channels-last inputs, in fp32 and bf16 alike."""
-        return self.device_type == "cpu"
+        """bf16 on a CPU runs its oneDNN convolutions on channels-last inputs; fp32 stays as it is
+        (measured on an AVX2 EPYC: no steady gain in fp32, 5.3-6.2 img/s either way)."""
+        return self.device_type == "cpu" and self.name == "bf16"
 
     @contextlib.contextmanager
     def autocast(self) -> Iterator[None]:
