@@ -42,7 +42,8 @@ def test_every_fold_is_trained_on_the_other_folds(cv_run: tuple[Path, str, str])
         assert {c["fold"] for c in fold["validation"]} == {k} and {c["fold"] for c in fold["training"]} == {1 - k}
         run = json.loads((out / f"fold{k}" / "run.json").read_text())
         assert run["status"] == "finished"
-        assert run["overrides"]["val_interval"] == 1  # one validation, at the last epoch: no epoch picked on the fold
+        trained = json.loads((out / f"fold{k}" / "bundle" / "breast_us_seg_2d" / "configs" / "train.json").read_text())
+        assert trained["val_interval"] == 1  # one validation, at the last epoch: no epoch picked on the fold
 
 
 def test_mlflow_groups_the_folds_under_a_parent_run_with_mean_and_sd(cv_run: tuple[Path, str, str]) -> None:

@@ -117,7 +117,7 @@ def test_onnx_and_torchscript_predictions_match_eager(exported: dict) -> None:
             assert np.mean(reference == other) >= DICE_BOUND  # the class labels agree too (mammography)
 
 
-def test_exports_follow_network_overrides(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_exports_follow_the_configured_network(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Weights of a run trained with other network_def settings export with the same --set, and only so."""
     narrow = {"network_def#channels": [8, 16, 32, 64, 128]}
     bundle = Bundle.find("breast_us_seg_2d")

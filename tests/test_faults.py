@@ -37,7 +37,7 @@ from sum_monai.errors import ConfigError, DataError, DataErrors
 from sum_monai.io.read import read_image
 
 CPU = "$torch.device('cpu')"
-SMALL_US = {"image_size": 32, "batch_size": 4, "val_interval": 1, "cache_rate": 1.0, "device": CPU}
+SMALL_US = {"image_size": 32, "batch_size": 4, "val_interval": 1}
 
 
 # -- helpers -----------------------------------------------------------------------------------------
@@ -397,13 +397,16 @@ def test_oversized_images_and_decompression_bombs_are_refused_before_decoding(tm
 
 
 def fake_run(run_dir: Path, uri: str, state: dict) -> None:
-    """A run folder whose last.pt holds ``state`` (as a killed run leaves it)."""
-    from sum_monai.workflows.rundir import RunRecord
+    """A run folder whose last.pt holds ``state`` (as a killed run leaves it).
 
+    Its ``run.json`` is one of sum-monai before run bundles (recipe and settings mixed in
+    ``overrides``), which loading brings up to date: the run's bundle is written from its recipe.
+    """
     (run_dir / "models").mkdir(parents=True)
     torch.save(state, run_dir / "models" / "last.pt")
-    RunRecord(bundle=str(Bundle.find("breast_us_seg_2d").root), bundle_version="0", datalist=str(run_dir / "dl.json"),
-              run_name="train-x", tracking_uri=uri, overrides={**SMALL_US, "epochs": 2}).save(run_dir)  # fmt: skip
+    record = {"bundle": str(Bundle.find("breast_us_seg_2d").root), "bundle_version": "0", "datalist": str(run_dir / "dl.json"),
+              "run_name": "train-x", "tracking_uri": uri, "overrides": {**SMALL_US, "epochs": 2, "device": CPU}}  # fmt: skip
+    (run_dir / "run.json").write_text(json.dumps(record))
 
 
 def test_resume_with_a_last_pt_of_another_network_is_refused_before_mlflow(tmp_path: Path) -> None:
@@ -418,6 +421,11 @@ def test_resume_with_a_last_pt_of_another_network_is_refused_before_mlflow(tmp_p
     with pytest.raises(ConfigError, match=r"last\.pt: the weights do not fit the bundle.s network_def") as exc:
         train("breast_us_seg_2d", output=tmp_path / "run", resume=True, epochs=3)
     assert str(tmp_path / "run" / "models" / "last.pt") in str(exc.value)
+    # the old record was brought up to date: its recipe is in the run's bundle, its device setting is
+    # not, and the refused resume left it as it was (epochs 2, not the 3 asked for)
+    source = json.loads(Bundle.find("breast_us_seg_2d").config("train.json").read_text())
+    written = json.loads((tmp_path / "run" / "bundle" / "breast_us_seg_2d" / "configs" / "train.json").read_text())
+    assert (written["image_size"], written["epochs"], written["device"]) == (32, 2, source["device"])
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("breast_us_seg_2d")
     assert exp is None or not client.search_runs([exp.experiment_id])

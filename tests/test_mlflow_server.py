@@ -33,7 +33,7 @@ from sum_monai.predict.runner import predict
 
 BUNDLE = "breast_us_seg_2d"
 #: 32 px, narrow network: seconds per epoch on a CPU
-SMALL = ["--set", "image_size=32", "--set", "batch_size=4", "--set", "val_interval=1", "--set", "cache_rate=1.0",
+SMALL = ["--set", "image_size=32", "--set", "batch_size=4", "--set", "val_interval=1",
          "--set", "network_def#channels=[4, 8, 16, 32, 64]"]  # fmt: skip
 CURVES = ("train_loss", "val_mean_dice")
 

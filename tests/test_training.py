@@ -26,7 +26,7 @@ from sum_monai.bundle.locate import Bundle
 from sum_monai.workflows.evaluate import evaluate
 from sum_monai.workflows.train import train
 
-SMALL_US = {"image_size": 64, "batch_size": 4, "val_interval": 1, "cache_rate": 1.0}
+SMALL_US = {"image_size": 64, "batch_size": 4, "val_interval": 1}
 
 
 @pytest.fixture(scope="module")
@@ -281,17 +281,19 @@ def test_warm_start_begins_from_the_given_weights(us_run: tuple, us_phantoms: Pa
     first, _ = us_run
     result = train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "warm", epochs=1,
                    tracking_uri=f"sqlite:///{tmp_path / 'mlruns.db'}",
-                   overrides={**SMALL_US, "learning_rate": 0.0, "initial_weights": str(first.model_pt),
-                              "loss#batch": False})  # fmt: skip
+                   overrides={**SMALL_US, "learning_rate": 0.0, "loss#batch": False}, initial_weights=first.model_pt)  # fmt: skip
     start = torch.load(first.model_pt, weights_only=True)
     after = torch.load(result.model_pt, weights_only=True)
     convs = [k for k in start if k.endswith("conv.weight")]
     assert len(convs) > 10
     for key in convs:
         torch.testing.assert_close(after[key], start[key], rtol=0, atol=0)
-    recorded = json.loads((result.run_dir / "run.json").read_text())["overrides"]["initial_weights"]
+    recorded = json.loads((result.run_dir / "run.json").read_text())["initial_weights"]
     assert recorded == str(first.model_pt.resolve())
-    # evaluating the run applies its overrides; loss#batch (a training-only key) must not break that
+    # a run setting, never written into the run's bundle; the recipe (loss#batch, training-only) is
+    trained = json.loads((result.trained_bundle / "configs" / "train.json").read_text())
+    assert trained["initial_weights"] == "" and trained["loss"]["batch"] is False and trained["learning_rate"] == 0.0
+    # evaluating the run evaluates its bundle as it is
     evaluated = evaluate("breast_us_seg_2d", run=result.run_dir, split="validation")
     assert evaluated.output_dir == result.run_dir / "evaluation-validation"
     assert 0.0 <= evaluated.summary["all"]["dice"] <= 1.0
@@ -306,8 +308,8 @@ def test_warm_start_from_unfit_weights_fails_before_anything_is_written(tmp_path
     torch.save(UNet(2, 1, 2, channels=(8, 16), strides=(2,)).state_dict(), other)
     with pytest.raises(ConfigError, match=r"other\.pt: the weights do not fit the bundle.s network_def .*missing key"):
         train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "run", epochs=1,
-              overrides={**SMALL_US, "initial_weights": str(other)})  # fmt: skip
+              overrides=SMALL_US, initial_weights=other)  # fmt: skip
     with pytest.raises(ConfigError, match=r"missing\.pt: checkpoint not found"):
         train("breast_us_seg_2d", data=us_phantoms, output=tmp_path / "run", epochs=1,
-              overrides={**SMALL_US, "initial_weights": str(tmp_path / "missing.pt")})  # fmt: skip
+              overrides=SMALL_US, initial_weights=tmp_path / "missing.pt")  # fmt: skip
     assert not (tmp_path / "run").exists()

@@ -77,7 +77,8 @@ def package_cv(
     Raises:
         ConfigError: a fold not finished, no report, or a config without the post-processing keys.
     """
-    from sum_monai.bundle.export import export_torchscript, package_bundle
+    from sum_monai.bundle.export import add_weights, export_torchscript
+    from sum_monai.bundle.recipe import write_recipe_bundle
     from sum_monai.bundle.run import create_workflow
     from sum_monai.workflows.cv import CVRecord
     from sum_monai.workflows.rundir import RunRecord
@@ -98,11 +99,10 @@ def package_cv(
         raise ConfigError(f"{report_file}: scores folds {report['folds']}, not the finished ones; run `sum-monai cv --no-train` again")
     folds = finished
     settings = report["chosen"] if report["kind"] == "segmentation" else report["shipping"]
-    tta_axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")
-    packaged = package_bundle(
-        bundle, out_dir, folds[0] / "models" / "model.pt", eval_metrics=cv_eval_metrics(report, record),
-        overrides=record.overrides,
-    )  # fmt: skip
+    # the CV's recipe written into the source bundle, as every fold's run bundle got it
+    packaged = write_recipe_bundle(bundle, out_dir, record.overrides)
+    add_weights(packaged, folds[0] / "models" / "model.pt", eval_metrics=cv_eval_metrics(report, record))
+    tta_axes = create_workflow(packaged, "train").parser.get_parsed_content("tta_axes")
     for fold in folds[1:]:  # fold<k>.pt after the CV fold it was trained for
         shutil.copy2(fold / "models" / "model.pt", packaged.root / "models" / f"{fold.name}.pt")
     for name in POSTPROCESSING_FILES:

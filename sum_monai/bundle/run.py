@@ -7,9 +7,11 @@ and the package only overrides values (data, output folders, epochs, device, ...
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +21,52 @@ from sum_monai.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def forget_bundle_scripts() -> None:
-    """Drop an imported ``scripts`` package, so the next bundle run imports its own ``scripts/``.
+def _bundle_script_modules() -> list[str]:
+    return [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]
 
-    Every bundle names its code package ``scripts``; Python would otherwise keep the first one.
+
+@contextlib.contextmanager
+def bundle_imports(root: str | Path) -> Iterator[None]:
+    """Make ``import scripts`` find ``root/scripts`` for the duration of the block, and only then.
+
+    Every bundle names its code package ``scripts``; inside the block the bundle root leads
+    ``sys.path`` (as ``monai.bundle run`` puts it there) and any other bundle's ``scripts`` is set
+    aside; afterwards ``sys.path`` and ``sys.modules`` are as they were, so running one bundle never
+    changes what the next one (or the caller) imports. Objects built inside keep their modules.
     """
-    for name in [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]:
-        del sys.modules[name]
+    root = str(root)
+    saved_path = list(sys.path)
+    saved = {m: sys.modules.pop(m) for m in _bundle_script_modules()}
+    sys.path.insert(1, root)
+    try:
+        yield
+    finally:
+        for name in _bundle_script_modules():
+            del sys.modules[name]
+        sys.path[:] = saved_path
+        sys.modules.update(saved)
+
+
+@functools.cache
+def scoped_parser_class() -> type:
+    """MONAI's ``ConfigParser``, resolving ids inside :func:`bundle_imports` of its ``bundle_root``.
+
+    Made on first use so that importing this module does not import MONAI (``--help`` stays fast).
+    """
+    from monai.bundle import ConfigParser
+
+    class ScopedConfigParser(ConfigParser):
+        bundle_root: str = ""
+
+        def parse(self, reset: bool = True) -> None:
+            with bundle_imports(self.bundle_root):
+                super().parse(reset)
+
+        def get_parsed_content(self, id: str = "", **kwargs: Any) -> Any:
+            with bundle_imports(self.bundle_root):
+                return super().get_parsed_content(id, **kwargs)
+
+    return ScopedConfigParser
 
 
 def device_override(device: str | None) -> dict[str, str]:
@@ -60,15 +101,9 @@ def create_workflow(
     """
     from monai.bundle import ConfigWorkflow
 
-    forget_bundle_scripts()
-    # as ConfigWorkflow.run() does, but already for initialize(): the bundle's scripts/ must import
-    root = str(bundle.root)
-    if root in sys.path:
-        sys.path.remove(root)
-    sys.path.insert(1, root)
     workflow_type = "train" if "train" in workflow else "infer"
     logging_file = bundle.root / "configs" / "logging.conf"
-    return ConfigWorkflow(
+    wf = ConfigWorkflow(
         config_file=[str(p) for p in bundle.configs(workflow)],
         meta_file=str(bundle.config("metadata.json")),
         logging_file=str(logging_file) if logging_file.is_file() else False,
@@ -77,6 +112,11 @@ def create_workflow(
         bundle_root=str(bundle.root),
         **dict(overrides or {}),
     )
+    # ConfigWorkflow builds its own parser; its class is swapped (same state) so that reading a
+    # value such as ``preprocessing`` imports this bundle's scripts/ and leaves sys.path as it was
+    wf.parser.__class__ = scoped_parser_class()
+    wf.parser.bundle_root = str(bundle.root)
+    return wf
 
 
 def run_workflow(
@@ -87,11 +127,17 @@ def run_workflow(
 ) -> Any:
     """Initialise, run and finalise a bundle workflow; return the finished ``ConfigWorkflow``."""
     wf = create_workflow(bundle, workflow, overrides, tracking)
-    wf.initialize()
-    try:
-        wf.run()
-    finally:
-        wf.finalize()
+    return run_created(wf, bundle)
+
+
+def run_created(wf: Any, bundle: Bundle) -> Any:
+    """Initialise, run and finalise a workflow made by :func:`create_workflow`, its scripts importable."""
+    with bundle_imports(bundle.root):
+        wf.initialize()
+        try:
+            wf.run()
+        finally:
+            wf.finalize()
     return wf
 
 

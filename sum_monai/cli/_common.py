@@ -38,6 +38,15 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_resource_args(parser: argparse.ArgumentParser) -> None:
+    """Options of a training's machine resources (run settings: never written into the trained bundle)."""
+    parser.add_argument("--workers", type=int, metavar="N", help="data-loader worker processes (default: the bundle's)")
+    parser.add_argument(
+        "--cache-rate", type=float, metavar="SHARE",
+        help="share of the training set cached in memory, 0-1 (default: the bundle's)",
+    )  # fmt: skip
+
+
 def parse_overrides(pairs: list[str], config_files: list[str] | None = None) -> dict[str, Any]:
     """Merge override files then ``KEY=VALUE`` pairs: ``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sum_monai.cli._common import add_bundle_arg, add_runtime_args, parse_overrides
+from sum_monai.cli._common import add_bundle_arg, add_resource_args, add_runtime_args, parse_overrides
 
 EPILOG = """\
 examples:
@@ -56,6 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="with --package: package the finished folds even if some are not (the metadata says how many)",
     )
     p.add_argument("--changelog", help="with --package: its changelog entry")
+    add_resource_args(p)
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_train:
         run_folds(
             args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
-            device=args.device, tracking_uri=args.tracking_uri,
+            device=args.device, tracking_uri=args.tracking_uri, num_workers=args.workers, cache_rate=args.cache_rate,
         )  # fmt: skip
     report = report_folds(args.bundle, args.output, max_normal_fp=args.max_normal_fp)
     print(report.text)

@@ -29,7 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="FILE", help="file to write (model.ts / model.onnx)")
     p.add_argument(
         "--config", dest="config_files", action="append", default=[], metavar="FILE",
-        help="JSON file of bundle config overrides the model was trained with (network_def settings matter)",
+        help="JSON file of inference.json overrides for weights of a bundle you did not train with sum-monai; "
+        "a training run's bundle (RUN/bundle/<name>) holds its recipe and needs none",
     )  # fmt: skip
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

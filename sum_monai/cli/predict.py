@@ -69,7 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--config", dest="config_files", action="append", default=[], metavar="FILE",
-        help="JSON file of bundle config overrides (the same ones the model was trained with)",
+        help="JSON file of inference.json overrides (ad hoc; a training run's bundle, RUN/bundle/<name>, holds its "
+        "recipe and needs none)",
     )  # fmt: skip
     p.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

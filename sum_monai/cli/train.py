@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from sum_monai.cli._common import add_bundle_arg, add_runtime_args, parse_overrides, print_table
+from sum_monai.cli._common import (
+    add_bundle_arg,
+    add_resource_args,
+    add_runtime_args,
+    parse_overrides,
+    print_table,
+)
 
 EPILOG = """\
 examples:
@@ -14,10 +20,14 @@ examples:
   sum-monai train --bundle breast_us_seg_2d --data runs/datalist.json --init runs/a/models/model.pt  # warm start
   sum-monai train --bundle breast_us_seg_2d --data data/busi --nproc-per-node 2   # DDP via torchrun
 
-A killed run continues from its last finished epoch with --resume (checkpoints are written
-atomically). Outputs go to runs/<bundle>/<time>/: models/model.pt (best validation Dice),
-models/model.ts, learning_curve.png, the trained bundle folder and zip; the MLflow run holds
-parameters, per-epoch metrics, artifacts and a new version of the registered model <bundle>.
+A run is a bundle: runs/<bundle>/<time>/bundle/<bundle>/ is written first, the bundle with the
+recipe (--set, --config, --epochs) in its configs, and training runs that folder; when it
+finishes its models/ holds model.pt (best validation Dice) and model.ts, ready for
+`python -m monai.bundle run`, `sum-monai evaluate/predict --bundle`, the model zoo and MONAI Label.
+What is not recipe (--data, --output, --device, --init, --workers, --cache-rate) is never written
+into it. A killed run continues from its last finished epoch with --resume (checkpoints are
+written atomically). The run folder also holds learning_curve.png and the bundle zip; the MLflow
+run holds parameters, per-epoch metrics, artifacts and a new version of the registered model.
 """
 
 
@@ -38,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="seed of the train/validation/test split of a folder")
     p.add_argument("--nproc-per-node", type=int, default=1, help="train with DDP in N processes through torchrun")
+    add_resource_args(p)
     add_runtime_args(p)
     p.set_defaults(func=run)
 
@@ -46,13 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from sum_monai.tracking.store import ui_command
     from sum_monai.workflows.train import train
 
-    overrides = parse_overrides(args.overrides, args.config_files)
-    if args.init:
-        overrides["initial_weights"] = args.init
     result = train(
         args.bundle, data=args.data, output=args.output, epochs=args.epochs, device=args.device,
-        resume=args.resume, tracking_uri=args.tracking_uri, overrides=overrides,
-        nproc_per_node=args.nproc_per_node, seed=args.seed,
+        resume=args.resume, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides, args.config_files),
+        nproc_per_node=args.nproc_per_node, seed=args.seed, initial_weights=args.init, num_workers=args.workers,
+        cache_rate=args.cache_rate,
     )  # fmt: skip
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     print_table(

@@ -114,6 +114,8 @@ def run_folds(
     epochs: int | None = None,
     device: str | None = None,
     tracking_uri: str | None = None,
+    num_workers: int | None = None,
+    cache_rate: float | None = None,
 ) -> list[Path]:
     """Train the folds of a cross-validation (skipping finished ones, resuming killed ones).
 
@@ -126,6 +128,7 @@ def run_folds(
         epochs: total epochs per fold (``epochs`` in the config).
         device: as for ``sum-monai train``.
         tracking_uri: MLflow store.
+        num_workers, cache_rate: data-loading settings of every fold (not recipe).
 
     Returns:
         the fold run folders, in fold order.
@@ -137,6 +140,7 @@ def run_folds(
     from sum_monai.tracking import store
     from sum_monai.tracking.runs import find_run, set_tags
     from sum_monai.workflows.rundir import RunRecord
+    from sum_monai.workflows.settings import check_recipe
     from sum_monai.workflows.train import train
 
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
@@ -146,6 +150,7 @@ def run_folds(
     shared = dict(overrides or {})
     if epochs is not None:
         shared["epochs"] = int(epochs)
+    check_recipe(shared)  # before anything is written
     uri = store.tracking_uri(tracking_uri)
     record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri)
     earlier = CVRecord.load(out)
@@ -174,12 +179,15 @@ def run_folds(
         fold_overrides = dict(shared)
         fold_overrides.setdefault("val_interval", int(fold_overrides.get("epochs") or _config_epochs(bundle, shared)))
         if (fold_dir / "models" / "last.pt").is_file():
-            result = train(bundle, output=fold_dir, resume=True, device=device)
+            result = train(bundle, output=fold_dir, resume=True, device=device, num_workers=num_workers, cache_rate=cache_rate)
         else:
             fold_dir.mkdir(parents=True, exist_ok=True)
             fold_file = fold_dir / "datalist.json"
             atomic_write_text(fold_file, json.dumps(fold_datalist(datalist, data.resolve().parent, k), indent=1) + "\n")
-            result = train(bundle, fold_file, fold_dir, device=device, tracking_uri=uri, overrides=fold_overrides)
+            result = train(
+                bundle, fold_file, fold_dir, device=device, tracking_uri=uri, overrides=fold_overrides,
+                num_workers=num_workers, cache_rate=cache_rate,
+            )  # fmt: skip
         run = find_run(uri, bundle.name, result.run_name)
         if run is not None:
             set_tags(uri, run.info.run_id, {"mlflow.parentRunId": record.parent_run_id, "cv_fold": str(k), "cv": out.name})
@@ -216,7 +224,7 @@ def report_folds(bundle: str | Path | Bundle, out: str | Path, max_normal_fp: fl
     record = CVRecord.load(out)
     if record is None:
         raise ConfigError(f"{out}: not a cross-validation folder (no {CV_RECORD}); run `sum-monai cv` with --data first")
-    axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")
+    axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")  # the CV's recipe
     oof_dir = predict_out_of_fold(bundle, out, mirror_axes=[int(a) for a in axes])
     cases = load_oof(oof_dir)
     lesions = load_datalist(Path(record.datalist)).get("meta", {}).get("lesions")

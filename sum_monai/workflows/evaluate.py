@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sum_monai.bundle.locate import Bundle
-from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_workflow
+from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_created
 from sum_monai.errors import ConfigError, DataError
 from sum_monai.reports.overlays import OverlayCase, write_overlay_grid
 from sum_monai.reports.tables import (
@@ -107,22 +107,28 @@ def evaluate(
     """Evaluate trained weights of ``bundle`` on one split of ``data``.
 
     Args:
-        bundle: bundle folder or name.
+        bundle: bundle folder or name (with ``run``: ignored, the run's own bundle is evaluated).
         data: datalist JSON or dataset folder (a folder is split with ``seed`` exactly as for
             training, so ``--split validation`` reproduces the training run's validation set).
             Defaults to the datalist of ``run``.
-        run: a training run folder; its ``models/model.pt`` is evaluated.
+        run: a training run folder; its bundle (``bundle/<name>/``, recipe inside) and its
+            ``models/model.pt`` are evaluated.
         weights: a ``model.pt`` to evaluate instead; default: the bundle's own ``models/model.pt``.
         split: ``training``, ``validation``, ``test`` or ``all``.
         output: output folder; default ``<run>/evaluation-<split>`` or ``runs/<bundle>/eval-<time>``.
         device: ``auto``, ``cpu``, ``cuda``...
         tracking_uri: MLflow store (default as for training).
-        overrides: further config overrides (e.g. ``{"image_size": 128}``).
+        overrides: ad-hoc config values for this evaluation, as ``monai.bundle run --key value`` takes
+            them (a run's bundle needs none: its recipe is in its configs).
         seed: split seed for a dataset folder.
         max_overlays: number of cases drawn in ``overlays.png``.
     """
-    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
     record = RunRecord.load(Path(run)) if run else None
+    if record is not None:
+        bundle = record.run_bundle(Path(run))
+    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    from monai.bundle import ConfigWorkflow
+
     if weights is None:
         weights = Path(run) / "models" / "model.pt" if run else bundle.root / "models" / "model.pt"
     weights = Path(weights)
@@ -130,9 +136,8 @@ def evaluate(
         raise ConfigError(f"{weights}: no trained weights (train first, or pass --weights / --run)")
     from sum_monai.bundle.weights import load_checked_state_dict
 
-    # tensors only, and shaped for this bundle's network (with the run's overrides), or a clear error
-    merged = {**(record.overrides if record else {}), **(overrides or {})}
-    load_checked_state_dict(bundle, weights, overrides=merged, workflow="evaluate")
+    # tensors only, and shaped for this bundle's network, or a clear error
+    load_checked_state_dict(bundle, weights, overrides=overrides, workflow="evaluate")
     if data is None:
         if record is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
@@ -160,8 +165,7 @@ def evaluate(
         # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
         root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
 
-        run_overrides: dict[str, Any] = dict(record.overrides) if record else {}
-        run_overrides.update(
+        run_overrides: dict[str, Any] = dict(
             data_list_file_path=as_override_path(datalist),
             output_dir=as_override_path(work),
             ckpt_path=as_override_path(weights),
@@ -173,14 +177,16 @@ def evaluate(
 
         uri = store.tracking_uri(tracking_uri or (record.tracking_uri if record else None))
         run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique: runs are found by name
-        params = config_params(create_workflow(bundle, "evaluate", run_overrides).parser)
+        wf = create_workflow(bundle, "evaluate", run_overrides)  # the configs, parsed once
+        params = config_params(wf.parser)
         params.update(eval_split=split, n_cases=str(len(cases)))
         with answering(uri, "before the evaluation"):
             store.ensure_experiment(uri, bundle.name)
         snapshot = str((work / "executed_evaluate_config.json").resolve())
         tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot, has_guard(bundle.root))
+        ConfigWorkflow.patch_bundle_tracking(parser=wf.parser, settings=tracking)
         with store.using(uri):
-            wf = run_workflow(bundle, "evaluate", run_overrides, tracking)
+            run_created(wf, bundle)
 
         names = class_names(wf.parser.get("_meta_"))
         per_case: dict[str, dict[str, Any]] = read_raw_metrics(work, names)
@@ -228,7 +234,7 @@ def evaluate(
 
             threshold = float(wf.parser.get_parsed_content("lesion_threshold")) if "lesion_threshold" in wf.parser else 0.5
             detection = score_detection(
-                bundle, weights, [absolute_paths(c, base) for c in cases], lesions, merged, threshold, work
+                bundle, weights, [absolute_paths(c, base) for c in cases], lesions, overrides or {}, threshold, work
             )
             summary["detection"] = {k: v for k, v in detection.items() if k != "table"}
             table += "\n" + detection["table"]

@@ -1,6 +1,6 @@
 """Out-of-fold probability maps of a cross-validation: every case predicted by the fold model that never saw it.
 
-For each fold, the fold's own configs (the bundle's evaluate workflow with the fold run's overrides)
+For each fold, the fold's own configs (the evaluate workflow of the fold run's bundle, its recipe inside)
 give the loading, intensity and spatial transforms and the network; the fold's last-epoch weights
 predict its validation cases, once plainly and once with the test-time mirror, and the class
 probabilities are mapped back (``Invertd`` of the spatial transforms) onto the *loaded* grid, the
@@ -64,7 +64,7 @@ class GridPredictor:
 
     The loaded grid is what ``load_transforms`` (and ``label_transforms``) give: the file's pixel
     grid (mirrored where the mammography loading turns the breast), on which the reference label
-    is read too. Built from the bundle's evaluate workflow with ``overrides`` (a run's recipe).
+    is read too. Built from the bundle's evaluate workflow (a run's bundle holds its recipe).
 
     Attributes:
         load: loading (and label) transforms.
@@ -81,7 +81,7 @@ class GridPredictor:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, weights: Path, overrides: dict[str, Any] | None = None) -> GridPredictor:
-        """Build it on the CPU from ``bundle`` with ``overrides``, loading ``weights`` (checked first)."""
+        """Build it on the CPU from ``bundle`` (``overrides``: ad-hoc config values), loading ``weights`` (checked first)."""
         from monai.transforms import Compose
 
         from sum_monai.bundle.run import as_override_path, create_workflow
@@ -94,7 +94,7 @@ class GridPredictor:
         )
         to_net = Compose(parser.get_parsed_content("intensity_transforms") + parser.get_parsed_content("spatial_transforms"))
         network = parser.get_parsed_content("network_def")
-        network.load_state_dict(load_checked_state_dict(bundle, weights, overrides=overrides, workflow="evaluate"))
+        network.load_state_dict(load_checked_state_dict(bundle, weights, network=network))
         network.eval()
         return cls(Compose(load), to_net, network, parser.get_parsed_content("validate#inferer"))
 
@@ -157,7 +157,7 @@ def predict_fold(
     todo = [c for c in cases if not (out_dir / f"{c['case_id']}.npz").is_file()]
     if not todo:
         return 0
-    predictor = GridPredictor.from_bundle(bundle, fold_dir / "models" / "model.pt", RunRecord.load(fold_dir).overrides)
+    predictor = GridPredictor.from_bundle(RunRecord.load(fold_dir).run_bundle(fold_dir), fold_dir / "models" / "model.pt")
     for case in tqdm(todo, desc=f"fold {fold} out-of-fold", disable=not progress):
         loaded = predictor.loaded(case)
         probs = predictor.probabilities(loaded, mirror_axes)

@@ -1,4 +1,9 @@
-"""The run folder of a training run: ``runs/<bundle>/<timestamp>/`` and its ``run.json`` record."""
+"""The run folder of a training run: ``runs/<bundle>/<timestamp>/`` and its ``run.json`` record.
+
+A run folder holds ``bundle/<name>/`` (the bundle it trains, its recipe written into the configs;
+see :mod:`sum_monai.bundle.recipe`), ``models/`` (checkpoints), ``eval/`` (workflow outputs) and
+``run.json`` (this record: where the run came from and its non-recipe settings).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +13,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sum_monai.bundle.locate import Bundle
 from sum_monai.errors import ConfigError
 from sum_monai.utils.atomic import atomic_write_text
+from sum_monai.workflows.settings import RunSettings, recipe_part
 
 RUNS_ROOT = Path("runs")
 
@@ -18,14 +25,16 @@ RUNS_ROOT = Path("runs")
 class RunRecord:
     """What ``run.json`` keeps so that ``--resume`` and ``evaluate --run`` know a run.
 
+    The recipe is not here: it is in the configs of :meth:`run_bundle`.
+
     Attributes:
-        bundle: bundle folder the run trained.
+        bundle: the source bundle folder the run's bundle was copied from.
         bundle_version: its version.
         datalist: the datalist JSON trained on.
         run_name: MLflow run name (a resumed run continues the same MLflow run).
         tracking_uri: MLflow store.
-        overrides: config overrides used (data paths, epochs, ...).
         status: ``running``, ``finished`` or ``failed``.
+        device, initial_weights, num_workers, cache_rate: the run's settings (a resume reuses them).
     """
 
     bundle: str
@@ -33,10 +42,30 @@ class RunRecord:
     datalist: str
     run_name: str
     tracking_uri: str
-    overrides: dict[str, Any] = field(default_factory=dict)
     status: str = "running"
     mlflow_run_id: str = ""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+    device: str | None = None
+    initial_weights: str | None = None
+    num_workers: int | None = None
+    cache_rate: float | None = None
+
+    @staticmethod
+    def bundle_dir(run_dir: Path, name: str) -> Path:
+        """Where a run folder keeps the bundle it trains: ``<run_dir>/bundle/<name>``."""
+        return Path(run_dir) / "bundle" / name
+
+    def run_bundle(self, run_dir: Path) -> Bundle:
+        """The run's bundle (recipe in its configs; ``models/`` once the run finished)."""
+        return Bundle.find(self.bundle_dir(run_dir, Path(self.bundle).name))
+
+    def settings(self, run_dir: Path, resume: bool = False) -> RunSettings:
+        """The run's settings, as recorded."""
+        return RunSettings(
+            datalist=Path(self.datalist), run_dir=Path(run_dir), device=self.device, resume=resume,
+            initial_weights=Path(self.initial_weights) if self.initial_weights else None,
+            num_workers=self.num_workers, cache_rate=self.cache_rate,
+        )  # fmt: skip
 
     def save(self, run_dir: Path) -> None:
         """Write ``run_dir/run.json`` atomically."""
@@ -44,11 +73,31 @@ class RunRecord:
 
     @classmethod
     def load(cls, run_dir: Path) -> RunRecord:
-        """Read ``run_dir/run.json``."""
+        """Read ``run_dir/run.json`` (a run of sum-monai 0.x before run bundles is brought up to date)."""
         path = Path(run_dir) / "run.json"
         if not path.is_file():
             raise ConfigError(f"{run_dir}: not a sum-monai run folder (no run.json)")
-        return cls(**json.loads(path.read_text()))
+        content = json.loads(path.read_text())
+        legacy = content.pop("overrides", None)
+        record = cls(**content)
+        if legacy is not None:
+            _migrate(record, Path(run_dir), legacy)
+        return record
+
+
+def _migrate(record: RunRecord, run_dir: Path, overrides: dict[str, Any]) -> None:
+    """A run recorded with replayed overrides: write its bundle (recipe part) if it has none yet.
+
+    Runs that finished already have ``bundle/<name>/`` (written with the recipe when they
+    completed); a run killed before that gets it here, so that ``--resume`` trains the same recipe.
+    """
+    target = RunRecord.bundle_dir(run_dir, Path(record.bundle).name)
+    if not (target / "configs" / "metadata.json").is_file():
+        from sum_monai.bundle.recipe import write_recipe_bundle
+
+        write_recipe_bundle(Bundle.find(record.bundle), target, recipe_part(overrides))
+    if overrides.get("initial_weights") and not record.initial_weights:
+        record.initial_weights = str(overrides["initial_weights"])
 
 
 def new_run_dir(bundle_name: str, root: Path = RUNS_ROOT) -> Path:

@@ -1,7 +1,7 @@
-"""``sum-monai train``: run a bundle's ``train.json`` with overrides, tracked in MLflow.
+"""``sum-monai train``: a run is a bundle: write the recipe into ``RUN/bundle/<name>/``, train that, track it in MLflow.
 
 After the bundle's own trainer finishes, the run is completed here: TorchScript export, learning
-curve, a packaged trained bundle (folder + zip) and a registered model version in MLflow.
+curve, the weights added to the run's bundle (folder + zip) and a registered model version in MLflow.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sum_monai.bundle.export import archive_bundle, example_input_shape, export_torchscript, package_bundle
+from sum_monai.bundle.export import add_weights, archive_bundle, example_input_shape, export_torchscript
 from sum_monai.bundle.locate import Bundle
-from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_workflow
+from sum_monai.bundle.recipe import write_recipe, write_recipe_bundle
+from sum_monai.bundle.run import create_workflow, device_override, run_created
 from sum_monai.errors import ConfigError, DataError
 from sum_monai.tracking import store
 from sum_monai.tracking.outage import answering, send_pending
@@ -39,6 +41,7 @@ from sum_monai.tracking.settings import has_guard, mlflow_settings
 from sum_monai.utils.atomic import make_dir
 from sum_monai.workflows.data import prepare_datalist
 from sum_monai.workflows.rundir import RunRecord, latest_run_dir, new_run_dir
+from sum_monai.workflows.settings import RunSettings, check_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +68,11 @@ class TrainResult:
     tracking_uri: str
 
 
-def _parser_for(bundle: Bundle, workflow: str, overrides: dict[str, Any]) -> Any:
-    """The bundle config with overrides applied, for reading values (not for running)."""
-    return create_workflow(bundle, workflow, overrides).parser
+def _torchrun(bundle: Bundle, overrides: dict[str, Any], tracking: dict, nproc: int, run_dir: Path) -> None:
+    """Train with DDP: ``torchrun --nproc_per_node N -m monai.bundle run`` with train + multi_gpu_train.
 
-
-def _torchrun(
-    bundle: Bundle, overrides: dict[str, Any], tracking: dict, nproc: int, run_dir: Path
-) -> None:
-    """Train with DDP: ``torchrun --nproc_per_node N -m monai.bundle run`` with train + multi_gpu_train."""
+    ``overrides`` are the run's settings only: the recipe is in ``bundle``'s configs.
+    """
     settings = run_dir / "tracking_settings.json"
     settings.write_text(json.dumps(tracking, indent=2))
     configs = [str(p) for p in bundle.configs("multi_gpu_train")]
@@ -106,112 +105,157 @@ def train(
     overrides: dict[str, Any] | None = None,
     nproc_per_node: int = 1,
     seed: int = 0,
+    initial_weights: str | Path | None = None,
+    num_workers: int | None = None,
+    cache_rate: float | None = None,
 ) -> TrainResult:
     """Train ``bundle`` on ``data`` and complete the run (export, plots, bundle archive, registry).
+
+    The run's bundle, ``<output>/bundle/<name>/``, is written first: ``bundle``'s files with the
+    recipe (``overrides``, ``epochs``) in its configs. Training runs that folder; the finished run
+    adds its weights to it, and that folder is what evaluation, export, MLflow and MONAI Label use.
 
     Args:
         bundle: bundle folder or the name of a bundle in ``bundles/``.
         data: a datalist JSON, or a dataset folder in a supported layout (a datalist with
             leakage-free splits is built into the run folder). Not needed with ``resume``.
         output: run folder; default ``runs/<bundle>/<timestamp>`` (with ``resume``: the newest run).
-        epochs: total number of epochs (``epochs`` in the config).
+        epochs: total number of epochs (``epochs`` in the config; recipe).
         device: ``auto`` (CUDA with AMP if present, else CPU), ``cpu``, ``cuda``, ``cuda:1``.
-        resume: continue the run in ``output`` from its last finished epoch (``models/last.pt``).
+        resume: continue the run in ``output`` from its last finished epoch (``models/last.pt``);
+            recipe values given with it (e.g. more ``epochs``) are written into the run's bundle.
         tracking_uri: MLflow store; default ``$MLFLOW_TRACKING_URI`` or ``sqlite:///mlruns.db``.
-        overrides: other config overrides, e.g. ``{"image_size": 128, "batch_size": 4}``;
-            ``{"initial_weights": "runs/a/models/model.pt"}`` warm-starts from an earlier run's
-            weights (checked against the configured network before anything is written).
+        overrides: the recipe: config ids and values, e.g. ``{"image_size": 128, "batch_size": 4}``;
+            run settings (data, folders, device...) are refused here, they have their own arguments.
         nproc_per_node: processes for DDP training through ``torchrun`` (``multi_gpu_train.json``).
         seed: seed of the datalist split when ``data`` is a folder.
+        initial_weights: warm start from these network weights (e.g. an earlier run's
+            ``models/model.pt``), checked against the configured network before anything is written.
+        num_workers: data-loader worker processes (default: the bundle's).
+        cache_rate: share of the training set cached in memory (default: the bundle's).
     """
-    bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
-    overrides = dict(overrides or {})
-    if overrides.get("initial_weights") and not resume:  # before anything is written
-        overrides["initial_weights"] = _checked_initial_weights(bundle, overrides)
-    created = False
-    if resume:
-        run_dir = Path(output) if output else latest_run_dir(bundle.name)
-        record = RunRecord.load(run_dir)
-        last = run_dir / "models" / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
-        trainer_state = _checked_last(bundle, last, {**record.overrides, **overrides})
-        run_overrides = dict(record.overrides)
-        uri = record.tracking_uri
-    else:
-        trainer_state = {}
-        if data is None:
-            raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
-        run_dir = Path(output) if output else None
-        if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
-            raise DataError(run_dir, "is a file, not a folder: --output names the run folder")
-        if run_dir is not None and (run_dir / "models" / "last.pt").exists():
-            raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
-        run_overrides = dict(overrides)
-        uri = store.tracking_uri(tracking_uri)
-    run_overrides.update(overrides)
+    source = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
+    recipe = dict(overrides or {})
     if epochs is not None:
-        run_overrides["epochs"] = int(epochs)
-    run_overrides.update(device_override(device))
-    _check_schedule(bundle, run_overrides)  # before anything is written
+        recipe["epochs"] = int(epochs)
+    check_recipe(recipe)
+    if resume:
+        run_dir = Path(output) if output else latest_run_dir(source.name)
+        record = RunRecord.load(run_dir)
+        if not (run_dir / "models" / "last.pt").is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
+        _update_settings(record, device, initial_weights, num_workers, cache_rate)
+        run_bundle = record.run_bundle(run_dir)
+        if recipe:  # checked on a scratch copy first: a refused change leaves the run's bundle as it was
+            with tempfile.TemporaryDirectory() as tmp:
+                _open_checked(write_recipe_bundle(run_bundle, Path(tmp) / run_bundle.name, recipe), record.settings(run_dir, True), run_dir)
+            write_recipe(run_bundle.root, recipe)
+        with run_folder_lock(run_dir):
+            wf, trainer_state = _open_checked(run_bundle, record.settings(run_dir, True), run_dir)
+            return _train_locked(run_bundle, run_dir, record, wf, trainer_state, True, nproc_per_node)
+    if data is None:
+        raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
+    run_dir = Path(output) if output else None
+    if run_dir is not None and run_dir.exists() and not run_dir.is_dir():
+        raise DataError(run_dir, "is a file, not a folder: --output names the run folder")
+    if run_dir is not None and (run_dir / "models" / "last.pt").exists():
+        raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
+    if device and device != "auto":
+        device_override(device)  # a CUDA device on a machine without one: refused before anything is written
     if run_dir is None:
-        run_dir = new_run_dir(bundle.name)
-        created = True
+        run_dir, created = new_run_dir(source.name), True
     else:
         created = not run_dir.exists()
         make_dir(run_dir)
     with run_folder_lock(run_dir):
         try:
-            if not resume:
-                if (run_dir / "models" / "last.pt").exists():
-                    raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
-                meta = bundle.metadata["network_data_format"]["inputs"]["image"]
-                datalist = prepare_datalist(
-                    Path(data), run_dir, seed=seed, require_lesions=("training", "validation"),
-                    modality=str(meta.get("modality") or "") or None, spatial_dims=len(meta["spatial_shape"]),
-                )  # fmt: skip
-                run_overrides.update(
-                    data_list_file_path=as_override_path(datalist),
-                    ckpt_dir=as_override_path(run_dir / "models"),
-                    output_dir=as_override_path(run_dir / "eval"),
-                )
-                record = RunRecord(
-                    bundle=str(bundle.root), bundle_version=bundle.version, datalist=str(datalist),
-                    run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=uri,
-                )  # fmt: skip
+            if (run_dir / "models" / "last.pt").exists():
+                raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
+            run_bundle = write_recipe_bundle(source, RunRecord.bundle_dir(run_dir, source.name), recipe)
+            meta = run_bundle.metadata["network_data_format"]["inputs"]["image"]
+            datalist = prepare_datalist(
+                Path(data), run_dir, seed=seed, require_lesions=("training", "validation"),
+                modality=str(meta.get("modality") or "") or None, spatial_dims=len(meta["spatial_shape"]),
+            )  # fmt: skip
+            record = RunRecord(
+                bundle=str(source.root), bundle_version=source.version, datalist=str(datalist.resolve()),
+                run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=store.tracking_uri(tracking_uri),
+                device=None if device in (None, "auto") else device, num_workers=num_workers, cache_rate=cache_rate,
+                initial_weights=str(Path(initial_weights).resolve()) if initial_weights else None,
+            )  # fmt: skip
+            wf, _ = _open_checked(run_bundle, record.settings(run_dir), run_dir)
         except BaseException:
             if created:  # a new run folder that never started: leave nothing behind
                 shutil.rmtree(run_dir, ignore_errors=True)
+            else:
+                shutil.rmtree(run_dir / "bundle", ignore_errors=True)
             raise
-        return _train_locked(bundle, run_dir, record, run_overrides, trainer_state, resume, nproc_per_node)
+        return _train_locked(run_bundle, run_dir, record, wf, {}, False, nproc_per_node)
+
+
+def _update_settings(
+    record: RunRecord, device: str | None, initial_weights: str | Path | None, num_workers: int | None,
+    cache_rate: float | None,
+) -> None:
+    """Settings given again with ``--resume`` replace the recorded ones."""
+    if device and device != "auto":
+        record.device = device
+    if initial_weights:
+        record.initial_weights = str(Path(initial_weights).resolve())
+    if num_workers is not None:
+        record.num_workers = num_workers
+    if cache_rate is not None:
+        record.cache_rate = cache_rate
+
+
+def _open_checked(run_bundle: Bundle, settings: RunSettings, run_dir: Path) -> tuple[Any, dict]:
+    """The run's train workflow (configs parsed once, not yet initialised), checked before training.
+
+    Checks, all before MLflow or the trainer start: an ``epochs`` / ``val_interval`` pair that
+    validates; warm-start weights and a resumed ``last.pt`` that fit the configured network.
+
+    Returns:
+        the workflow and, when resuming, the trainer state of ``last.pt``.
+    """
+    wf = create_workflow(run_bundle, "train", settings.overrides())
+    _check_schedule(wf.parser)
+    network = None
+    if settings.initial_weights is not None and not settings.resume:
+        from sum_monai.bundle.weights import load_checked_state_dict
+
+        network = wf.parser.get_parsed_content("network_def", instantiate=True)
+        load_checked_state_dict(run_bundle, settings.initial_weights, network=network)
+    trainer_state: dict = {}
+    if settings.resume:
+        network = network or wf.parser.get_parsed_content("network_def", instantiate=True)
+        trainer_state = _checked_last(run_bundle, run_dir / "models" / "last.pt", network)
+    return wf, trainer_state
 
 
 def _train_locked(
     bundle: Bundle,
     run_dir: Path,
     record: RunRecord,
-    run_overrides: dict[str, Any],
+    wf: Any,
     trainer_state: dict,
     resume: bool,
     nproc_per_node: int,
 ) -> TrainResult:
-    """Train (or resume) and complete the run in ``run_dir``, whose lock is held."""
+    """Train (or resume) the run's ``bundle`` in ``run_dir`` (lock held) with the workflow ``wf``."""
     uri = record.tracking_uri
-    record.overrides = {k: v for k, v in run_overrides.items() if k != "resume"}
     record.status = "running"
     record.save(run_dir)
-
-    run_overrides["resume"] = resume
     workflow = "multi_gpu_train" if nproc_per_node > 1 else "train"
     # MLflow parameters are write-once: a resumed run keeps those of its first start (changed
     # settings such as a longer --epochs are recorded as a tag after the run)
-    params = {} if resume else config_params(_parser_for(bundle, "train", run_overrides))
+    params = {} if resume else config_params(wf.parser)
     with answering(uri, "before training"):
         store.ensure_experiment(uri, bundle.name)
     snapshot = str((run_dir / "eval" / "executed_train_config.json").resolve())
     tracking = mlflow_settings(workflow, uri, bundle.name, record.run_name, params, snapshot, has_guard(bundle.root))
+    epochs = int(wf.parser.get_parsed_content("epochs"))
     try:
-        if resume and _trainer_finished(trainer_state, run_overrides.get("epochs")):
+        if resume and _trainer_finished(trainer_state, epochs):
             # killed or failed after its last epoch (e.g. in the export): only the completion is left;
             # starting the trainer again would open a second, empty MLflow run
             print(f"{run_dir}: training had finished; completing the run", flush=True)
@@ -220,13 +264,16 @@ def _train_locked(
             reopen(uri, bundle.name, record.run_name)
         with store.using(uri):
             if nproc_per_node > 1:
-                _torchrun(bundle, run_overrides, tracking, nproc_per_node, run_dir)
+                _torchrun(bundle, record.settings(run_dir, resume).overrides(), tracking, nproc_per_node, run_dir)
             else:
-                run_workflow(bundle, "train", run_overrides, tracking)
+                from monai.bundle import ConfigWorkflow
+
+                ConfigWorkflow.patch_bundle_tracking(parser=wf.parser, settings=tracking)
+                run_created(wf, bundle)
         if resume:
             run = find_run(uri, bundle.name, record.run_name)
             if run is not None:
-                set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(run_overrides.get("epochs", ""))})
+                set_tags(uri, run.info.run_id, {"resumed_with_epochs": str(epochs)})
         return complete_run(bundle, run_dir, record)
     except BaseException:
         record.status = "failed"
@@ -261,9 +308,8 @@ def run_folder_lock(run_dir: Path) -> Iterator[None]:
         lock.release()
 
 
-def _check_schedule(bundle: Bundle, overrides: dict[str, Any]) -> None:
+def _check_schedule(parser: Any) -> None:
     """Refuse an ``epochs`` / ``val_interval`` pair that never validates (so never saves model.pt)."""
-    parser = create_workflow(bundle, "train", overrides).parser
     try:
         epochs = int(parser.get_parsed_content("epochs"))
         interval = int(parser.get_parsed_content("val_interval"))
@@ -278,43 +324,28 @@ def _check_schedule(bundle: Bundle, overrides: dict[str, Any]) -> None:
         )
 
 
-def _checked_last(bundle: Bundle, last: Path, overrides: dict[str, Any]) -> dict:
-    """The trainer state of a run's ``last.pt``, once its network weights are known to fit the bundle.
+def _checked_last(bundle: Bundle, last: Path, network: Any) -> dict:
+    """The trainer state of a run's ``last.pt``, once its network weights are known to fit ``network``.
 
     Checked before MLflow or the trainer start (tensors only, same layers and shapes as the
     configured ``network_def``), so a ``last.pt`` of another network fails with its name.
     """
-    from sum_monai.bundle.weights import check_state_dict, load_weights_only, network_from_bundle
+    from sum_monai.bundle.weights import check_state_dict, load_weights_only
 
     content = load_weights_only(last)
     if not isinstance(content, dict) or not isinstance(content.get("network"), dict):
         raise ConfigError(f"{last}: not a training checkpoint of sum-monai (no 'network' state dict in it)")
-    net = network_from_bundle(bundle, overrides, workflow="train")
-    check_state_dict(content["network"], net.state_dict(), last, network=f"network_def ({bundle.name})")
+    check_state_dict(content["network"], network.state_dict(), last, network=f"network_def ({bundle.name})")
     trainer = content.get("trainer")
     return trainer if isinstance(trainer, dict) else {}
 
 
-def _checked_initial_weights(bundle: Bundle, overrides: dict[str, Any]) -> str:
-    """The warm-start checkpoint ``initial_weights`` as an absolute path, once it is known to fit.
-
-    Checked before training starts (tensors only, same layers and shapes as the configured
-    ``network_def``) so a wrong file fails with its name instead of inside the trainer.
-    """
-    from sum_monai.bundle.weights import load_checked_state_dict
-
-    path = Path(str(overrides["initial_weights"]))
-    load_checked_state_dict(bundle, path, overrides=overrides, workflow="train")
-    return as_override_path(path)
-
-
-def _trainer_finished(state: dict, epochs: int | None) -> bool:
-    """Whether a checkpointed Ignite trainer ``state`` ran all its epochs (and ``epochs`` asks no more)."""
-    length, done, max_epochs = state.get("epoch_length"), state.get("iteration", 0), state.get("max_epochs")
-    if not length or not max_epochs:
+def _trainer_finished(state: dict, epochs: int) -> bool:
+    """Whether a checkpointed Ignite trainer ``state`` ran all of the configured ``epochs``."""
+    length, done = state.get("epoch_length"), state.get("iteration", 0)
+    if not length:
         return False
-    target = int(epochs) if epochs is not None else int(max_epochs)
-    return done // int(length) >= target
+    return done // int(length) >= int(epochs)
 
 
 def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResult:
@@ -327,7 +358,7 @@ def complete_run(bundle: Bundle, run_dir: Path, record: RunRecord) -> TrainResul
     if not model_pt.is_file():
         raise ConfigError(f"{run_dir}: training ended without models/model.pt (was the validation split empty?)")
     uri = record.tracking_uri
-    resume = f"sum-monai train --bundle {bundle.root} --resume --output {run_dir}"
+    resume = f"sum-monai train --bundle {record.bundle} --resume --output {run_dir}"
     # what the tracking server missed during the run (it was away): sent now, or a clear error
     for sent in send_pending(run_dir / "eval", uri, resume):
         print(f"MLflow: sent {sent['metrics']} metric values of epochs {sent['late_epochs']} late to run {sent['run_id']}")
@@ -345,16 +376,13 @@ def _complete_tracked_run(bundle: Bundle, run_dir: Path, record: RunRecord, mode
         raise ConfigError(f"MLflow run {record.run_name!r} not found in {uri}")
     run_id = run.info.run_id
 
-    model_ts = export_torchscript(bundle, model_pt, run_dir / "models" / "model.ts", record.overrides)
+    model_ts = export_torchscript(bundle, model_pt, run_dir / "models" / "model.ts")
     history = metric_history(uri, run_id, CURVE_METRICS)
     curve = plot_learning_curve(history, run_dir / "learning_curve.png", title=f"{bundle.name} ({record.run_name})")
     dice = history.get("val_mean_dice")
     best = max(v for _, v in dice) if dice else None
     epochs = max((s for pts in history.values() for s, _ in pts), default=0)
-    trained = package_bundle(
-        bundle, run_dir / "bundle" / bundle.name, model_pt, model_ts,
-        eval_metrics={"val_mean_dice": round(best, 4)} if best is not None else None, overrides=record.overrides,
-    )  # fmt: skip
+    trained = add_weights(bundle, model_pt, model_ts, eval_metrics={"val_mean_dice": round(best, 4)} if best is not None else None)
     archive = archive_bundle(trained, run_dir / f"{bundle.name}-{bundle.version}.zip")
 
     import numpy as np
