@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from sum_monai.bundle.locate import Bundle
@@ -52,9 +53,11 @@ def test_weights_load_strictly_and_match_the_torchscript_export() -> None:
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
 
 
-def test_monai_alone_writes_one_mask_per_dicom_case_folder(tmp_path) -> None:
-    """`python -m monai.bundle run` over two case folders (pre/ + post1/ each) wrote one
-    post1_seg.nii.gz: the second case overwrote the first. Each case now has its own mask."""
+@pytest.mark.parametrize(("layout", "folder"), [("dicom", "dicom"), ("nifti", "imagesTr")])
+def test_monai_alone_writes_one_mask_per_case(tmp_path, layout: str, folder: str) -> None:
+    """`python -m monai.bundle run` over two DICOM case folders (pre/ + post1/ each) wrote one
+    post1_seg.nii.gz: the second case overwrote the first. Each case now has its own mask, for
+    DICOM case folders and for nnU-Net NIfTI pairs (<case>_0000 / _0001) alike."""
     import subprocess
     import sys
 
@@ -62,11 +65,11 @@ def test_monai_alone_writes_one_mask_per_dicom_case_folder(tmp_path) -> None:
 
     from sum_monai.phantoms import generate
 
-    generate("mri", 2, tmp_path / "ph", seed=1, progress=False, overview=False, format="dicom", size=(48, 40, 16))
+    generate("mri", 2, tmp_path / "ph", seed=1, progress=False, overview=False, format=layout, size=(48, 40, 16))
     out = tmp_path / "out"
     subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-         "--bundle_root", ".", "--dataset_dir", str(tmp_path / "ph" / "dicom"), "--output_dir", str(out),
+         "--bundle_root", ".", "--dataset_dir", str(tmp_path / "ph" / folder), "--output_dir", str(out),
          "--roi_size", "[32,32,16]"],
         cwd=BUNDLE.root, check=True, capture_output=True, text=True,
     )  # fmt: skip

@@ -3,7 +3,10 @@
 - ``verify_metadata`` against the metadata schema shipped in this package (no download);
 - ``verify_net_in_out``: the network maps the declared input shape to the declared output;
 - ``ConfigWorkflow.check_properties()`` for the train and inference workflows (MONAI's list of
-  required config ids such as ``network_def``, ``preprocessing``, ``trainer``, ...).
+  required config ids such as ``network_def``, ``preprocessing``, ``trainer``, ...);
+- ``ckpt_export`` of ``models/model.pt`` and loading the shipped ``models/model.ts``, as the
+  zoo's ``verify_torchscript`` does, and that ``model.ts`` embeds this version of the metadata;
+- the zoo's file, model-card and package rules (:mod:`sum_monai.bundle.zoo`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sum_monai.bundle import zoo
 from sum_monai.bundle.locate import Bundle
-from sum_monai.bundle.run import create_workflow
+from sum_monai.bundle.run import bundle_imports, create_workflow
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +74,31 @@ def verify_bundle(bundle: Bundle) -> VerifyReport:
                 raise ValueError(f"missing required properties {missing}")
 
         attempt(f"workflow properties ({workflow})", props)
+    attempt("ckpt_export and models/model.ts load", lambda: _torchscript(bundle, tmp))
+    for name, rule in (("zoo files", zoo.file_problems), ("model card sections", zoo.card_problems),
+                       ("required packages", zoo.package_problems), ("TorchScript metadata", zoo.torchscript_problems)):  # fmt: skip
+        attempt(name, lambda rule=rule: _none(rule(bundle)))
     shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def _none(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
+
+
+def _torchscript(bundle: Bundle, tmp: Path) -> None:
+    """What the zoo's ``verify_torchscript`` does: export ``model.pt`` with MONAI, load ``model.ts``."""
+    import torch
+    from monai.bundle import ckpt_export
+
+    with bundle_imports(bundle.root):
+        ckpt_export(
+            net_id="network_def", filepath=str(tmp / "verify_model.ts"), ckpt_file=str(bundle.root / "models" / "model.pt"),
+            meta_file=str(bundle.config("metadata.json")), config_file=str(bundle.config("inference.json")),
+            bundle_root=str(bundle.root),
+        )  # fmt: skip
+    torch.jit.load(str(bundle.root / "models" / "model.ts"), map_location="cpu")
 
 
 def _placeholder_data(tmp: Path) -> dict[str, object]:

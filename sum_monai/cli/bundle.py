@@ -13,6 +13,7 @@ examples:
   sum-monai bundle verify                       # every bundle in bundles/
   sum-monai bundle verify --bundle bundles/breast_us_seg_2d
   sum-monai bundle sync-scripts                 # after editing sum_monai/bundle/bundle_scripts/
+  sum-monai bundle large-files                  # after changing weights: large_files.yml with their md5
 """
 
 
@@ -26,10 +27,10 @@ TRUST_NOTE = (
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "bundle", help="verify bundles offline; sync their shared scripts",
+        "bundle", help="verify bundles offline (MONAI's checks and the model zoo's rules); sync their shared scripts",
         description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
-    p.add_argument("action", choices=["verify", "sync-scripts"], help="what to do")
+    p.add_argument("action", choices=["verify", "sync-scripts", "large-files"], help="what to do")
     p.add_argument("--bundle", action="append", help="bundle folder or name (repeatable; default: all in bundles/)")
     p.set_defaults(func=run)
 
@@ -43,6 +44,12 @@ def run(args: argparse.Namespace) -> int:
         for b in bundles:
             changed = sync_scripts(b.root)
             print(f"{b.name}: " + (", ".join(str(Path(c).name) for c in changed) if changed else "up to date"))
+        return 0
+    if args.action == "large-files":
+        from sum_monai.bundle.zoo import write_large_files
+
+        for b in bundles:
+            print(f"{b.name}: wrote {write_large_files(b)}")
         return 0
     from sum_monai.bundle.verify import verify_bundle
 

@@ -241,9 +241,7 @@ def _stack_from(series_uid: str, items: list[tuple[Path, Any]], part: int = 0) -
         for _, ds in items
         if ds.get("ImageOrientationPatient") is not None
     }
-    orientation = (
-        tuple(float(v) for v in ds0.ImageOrientationPatient) if ds0.get("ImageOrientationPatient") else None
-    )
+    orientation = tuple(float(v) for v in ds0.ImageOrientationPatient) if ds0.get("ImageOrientationPatient") else None
     positions, files = [], []
     if orientation is not None and all(ds.get("ImagePositionPatient") is not None for _, ds in items):
         normal = _normal(orientation)
@@ -293,7 +291,9 @@ def _stack_from(series_uid: str, items: list[tuple[Path, Any]], part: int = 0) -
 
 def _split_series(series_uid: str, items: list[tuple[Path, Any]]) -> list[Stack]:
     """One stack per temporal position when slice positions repeat inside a series."""
-    positions = [tuple(round(float(v), 2) for v in ds.ImagePositionPatient) for _, ds in items if ds.get("ImagePositionPatient")]
+    positions = [
+        tuple(round(float(v), 2) for v in ds.ImagePositionPatient) for _, ds in items if ds.get("ImagePositionPatient")
+    ]
     if len(positions) < 2 or len(set(positions)) == len(positions):
         return [_stack_from(series_uid, items)]
     for tag in ("TemporalPositionIdentifier", "TriggerTime", "AcquisitionTime", "ContentTime"):
@@ -354,7 +354,11 @@ def _skip_reason(stack: Stack) -> str:
         return "localiser" + (f" (slices in {stack.planes} planes)" if stack.planes > 1 else " (ImageType LOCALIZER)")
     if len(stack.files) < MIN_SLICES:
         return f"localiser or single slices ({len(stack.files)} slice(s), fewer than {MIN_SLICES})"
-    derived = [t for t in ("DERIVED", "SECONDARY", "SUB", "SUBTRACTION", "MIP", "MPR", "PROJECTION IMAGE") if t in stack.image_type]
+    derived = [
+        t
+        for t in ("DERIVED", "SECONDARY", "SUB", "SUBTRACTION", "MIP", "MPR", "PROJECTION IMAGE")
+        if t in stack.image_type
+    ]
     if derived:
         return f"derived image (ImageType {'/'.join(derived)}): a subtraction, MIP or reformat, not an acquired phase"
     return ""
@@ -370,7 +374,9 @@ def _ordered(phases: list[Stack], notes: list[str]) -> tuple[list[Stack], str]:
                 notes.append(f"SeriesNumber order {numbers} disagrees with {tag}; {tag} used")
             return out, tag
     numbers = [p.series_number for p in phases]
-    if None not in numbers and len(set((p.series_number, p.temporal_position or p.part) for p in phases)) == len(phases):
+    if None not in numbers and len(set((p.series_number, p.temporal_position or p.part) for p in phases)) == len(
+        phases
+    ):
         notes.append("no acquisition / content / trigger times that order the phases: SeriesNumber used")
         return sorted(phases, key=lambda p: (p.series_number, p.temporal_position or p.part)), "SeriesNumber"
     raise StudyError("the dynamic phases carry neither distinct times nor distinct series numbers")
@@ -391,17 +397,21 @@ def _roles(phases: list[Stack], notes: list[str]) -> str:
             p.role = "post" if p.contrast_agent else "pre"
             p.why = "ContrastBolusAgent " + ("set" if p.contrast_agent else "absent")
         roles = [p.role for p in phases]
-        if "post" in roles and "pre" in roles[roles.index("post"):]:
+        if "post" in roles and "pre" in roles[roles.index("post") :]:
             notes.append("a phase without ContrastBolusAgent follows a post-contrast phase")
         return "ContrastBolusAgent"
     for i, p in enumerate(phases):
         p.role = "pre" if i == 0 else "post"
         p.why = "no contrast tags: " + ("the earliest phase" if i == 0 else "after the earliest phase")
-    notes.append("no contrast tags (ContrastBolusAgent / ContrastBolusStartTime): the earliest phase is taken as pre-contrast")
+    notes.append(
+        "no contrast tags (ContrastBolusAgent / ContrastBolusStartTime): the earliest phase is taken as pre-contrast"
+    )
     said_pre = [p.label for p in phases if PRE_HINT.search(p.description)]
     said_post = [p.label for p in phases if POST_HINT.search(p.description) and not PRE_HINT.search(p.description)]
     if (said_pre and said_pre != [phases[0].label]) or phases[0].label in said_post:
-        notes.append(f"series descriptions disagree with the acquisition order (described pre-contrast: {said_pre or 'none'})")
+        notes.append(
+            f"series descriptions disagree with the acquisition order (described pre-contrast: {said_pre or 'none'})"
+        )
     return "order"
 
 
@@ -513,7 +523,11 @@ def select_phases(folder: str | Path, channels: Sequence[str] = ("pre", "post1")
         groups.setdefault(s.geometry(), []).append(s)
     ranked = sorted(
         groups.values(),
-        key=lambda g: (len(g), sum(bool(DYNAMIC_HINT.search(s.description)) for s in g), -min(s.series_number or 0 for s in g)),
+        key=lambda g: (
+            len(g),
+            sum(bool(DYNAMIC_HINT.search(s.description)) for s in g),
+            -min(s.series_number or 0 for s in g),
+        ),
         reverse=True,
     )
     if not ranked or len(ranked[0]) < 2:
@@ -566,17 +580,33 @@ def select_phases(folder: str | Path, channels: Sequence[str] = ("pre", "post1")
 
 
 def list_inputs(dataset_dir: str | Path) -> list[Any]:
-    """The inference inputs of ``dataset_dir`` (``inference.json``'s ``datalist``), one per sub-folder.
+    """The inference inputs of ``dataset_dir`` (``inference.json``'s ``datalist``), one per case.
 
-    A sub-folder that is a DCE study (:func:`is_study`) is one input, read by
-    :class:`DCEStudyReader`; any other sub-folder gives the sorted list of its entries (the
-    channel files or series folders ``pre/``, ``post1/`` of a case).
+    - a sub-folder that is a DCE study (:func:`is_study`) is one input, read by :class:`DCEStudyReader`;
+    - any other sub-folder gives the sorted list of its entries (the channel files or series folders
+      ``pre/``, ``post1/`` of a case);
+    - image files directly in ``dataset_dir`` named in the nnU-Net way (``<case>_0000.nii.gz``,
+      ``<case>_0001.nii.gz``) are grouped per case, channels in order; any other image file
+      (a 4D NIfTI, an NRRD) is one input.
     """
+    root = Path(dataset_dir)
     out: list[Any] = []
-    for d in sorted(Path(dataset_dir).glob("*")):
-        if d.is_dir():
-            out.append(str(d) if is_study(d) else sorted(str(p) for p in d.glob("*")))
+    for d in sorted(p for p in root.glob("*") if p.is_dir()):
+        out.append(str(d) if is_study(d) else sorted(str(p) for p in d.glob("*")))
+    cases: dict[str, list[str]] = {}
+    for f in sorted(p for p in root.glob("*") if p.is_file() and p.name.lower().endswith(IMAGE_SUFFIXES)):
+        found = CHANNEL_FILE.match(f.name)
+        cases.setdefault(found.group(1) if found else f.name, []).append(str(f))
+    out += [
+        files if len(files) > 1 or CHANNEL_FILE.match(Path(files[0]).name) else files[0] for files in cases.values()
+    ]
     return out
+
+
+#: File endings of images read per case (``list_inputs``).
+IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
+#: An nnU-Net channel file: ``<case>_<4-digit channel>.<ext>``.
+CHANNEL_FILE = re.compile(r"^(.+)_(\d{4})\.(nii\.gz|nii|nrrd|nhdr|mha|mhd)$", re.IGNORECASE)
 
 
 class DCEStudyReader(ITKReader):
@@ -645,7 +675,8 @@ def case_name_formatter(metadict: dict | None, saver: Any) -> dict:
     A case folder of series folders (``caseA/pre``, ``caseA/post1``) is read as one image whose
     ``filename_or_obj`` is a series folder; MONAI's default formatter names the output after it
     (``post1_seg.nii.gz``), the same name for every case, so each case overwrote the one before.
-    Here the subject is the case folder (``caseA_seg.nii.gz``); every other input keeps MONAI's name.
+    Here the subject is the case folder (``caseA_seg.nii.gz``); nnU-Net channel files
+    (``caseA_0000.nii.gz`` ...) give ``caseA_seg.nii.gz`` too; every other input keeps MONAI's name.
     """
     from monai.data.folder_layout import default_name_formatter
 
@@ -653,4 +684,8 @@ def case_name_formatter(metadict: dict | None, saver: Any) -> dict:
     path = Path(str(out["subject"]))
     if CHANNEL_FOLDER.match(path.name) and path.parent.name:
         out["subject"] = str(path.parent)
+    source = Path(str((metadict or {}).get("filename_or_obj", "")))
+    channel_file = CHANNEL_FILE.match(source.name)
+    if channel_file:
+        out["subject"] = str(path.with_name(channel_file.group(1)))
     return out

@@ -56,7 +56,9 @@ def kinetic_maps(
         (150.0, 150.0, 1.5)
     """
     if phases.shape[0] < 2:
-        raise ValueError(f"kinetic maps need at least a pre- and a post-contrast phase, got {phases.shape[0]} channel(s)")
+        raise ValueError(
+            f"kinetic maps need at least a pre- and a post-contrast phase, got {phases.shape[0]} channel(s)"
+        )
     data = torch.as_tensor(phases).float()
     pre, post = data[0], data[1]
     sub = post - pre

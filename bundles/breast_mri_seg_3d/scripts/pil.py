@@ -73,7 +73,9 @@ def check_size(image: Any) -> None:
 def _check_mode(image: Any) -> str:
     mode = str(image.mode)
     if mode in _UNSUPPORTED:
-        raise ImageRefused(f"{_name(image)}: PIL image mode {mode} has no grey meaning; save it as grey, RGB or 16-bit grey")
+        raise ImageRefused(
+            f"{_name(image)}: PIL image mode {mode} has no grey meaning; save it as grey, RGB or 16-bit grey"
+        )
     return mode
 
 
@@ -113,6 +115,8 @@ def expanded(image: Any) -> Any:
 
 class _Refused:
     """An image a converter refused; raised from ``get_data`` (see the module doc)."""
+
+    __slots__ = ("message",)
 
     def __init__(self, message: str) -> None:
         self.message = message

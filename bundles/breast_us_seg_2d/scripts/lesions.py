@@ -179,7 +179,9 @@ class KeepConfidentLesions(Transform):
         for lesion in scored_components(array):
             if lesion.score >= self.threshold and lesion.size >= min_size:
                 lesion.paint(out[0], lesion.label)
-        if isinstance(probs, torch.Tensor):  # MetaTensor in, MetaTensor out (meta and trace kept), as MONAI transforms do
+        if isinstance(
+            probs, torch.Tensor
+        ):  # MetaTensor in, MetaTensor out (meta and trace kept), as MONAI transforms do
             return convert_to_dst_type(out, dst=probs, dtype=torch.uint8)[0]
         return out
 

@@ -214,7 +214,9 @@ class GuardedMLFlowHandler(MLFlowHandler):
             return
         import mlflow
 
-        self._metrics = [mlflow.entities.Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in old["metrics"]]
+        self._metrics = [
+            mlflow.entities.Metric(m["key"], m["value"], m["timestamp"], m["step"]) for m in old["metrics"]
+        ]
         self._artifacts = [a for a in old.get("artifacts", []) if os.path.exists(a)]
         self._late = set(old.get("late_epochs", []))
         self._down_since = old.get("down_since") or time.time()
@@ -249,14 +251,20 @@ class GuardedMLFlowHandler(MLFlowHandler):
         sent first, so that the run ends complete.
         """
         self._close = True
-        others = [h for h in list(_LIVE) if h is not self and (h.run_name, h._tracking_uri) == (self.run_name, self._tracking_uri)]
+        others = [
+            h
+            for h in list(_LIVE)
+            if h is not self and (h.run_name, h._tracking_uri) == (self.run_name, self._tracking_uri)
+        ]
         for other in others:
             if other._metrics or other._artifacts:
                 other._flush(force=True)
         if not self._flush(force=True):
             pending = [m for h in (self, *others) for m in h._metrics]
             keys = sorted({m.key for m in pending})
-            files = [h.unsent_file for h in (self, *others) if h.unsent_file and (h._metrics or h._artifacts or h is self)]
+            files = [
+                h.unsent_file for h in (self, *others) if h.unsent_file and (h._metrics or h._artifacts or h is self)
+            ]
             where = f" and in {', '.join(files)}" if files else ""
             logger.warning(
                 "MLflow tracking server %s did not answer at the end of run %r: the metrics of epochs %s (%s) are only "
@@ -291,13 +299,17 @@ class GuardedMLFlowHandler(MLFlowHandler):
                     return True
                 run_id = self.cur_run.info.run_id
                 if self._params:  # those of an earlier process that never reached the server
-                    self._log_params({k: v for k, v in self._params.items() if k not in self.client.get_run(run_id).data.params})
+                    self._log_params(
+                        {k: v for k, v in self._params.items() if k not in self.client.get_run(run_id).data.params}
+                    )
                     self._params = {}
                 # a resumed training repeats the epochs after its last checkpoint: each (metric, step) is logged once, the first value stays
                 self._metrics = [m for m in self._metrics if (m.key, int(m.step)) not in self._logged]
                 while self._metrics:
                     self.client.log_batch(run_id, metrics=self._metrics[:_BATCH], params=[], tags=[])
-                    self._logged.update((m.key, int(m.step)) for m in self._metrics[:_BATCH])  # only once the server has them
+                    self._logged.update(
+                        (m.key, int(m.step)) for m in self._metrics[:_BATCH]
+                    )  # only once the server has them
                     del self._metrics[:_BATCH]
                 while self._artifacts:
                     self.client.log_artifact(run_id, self._artifacts[0])

@@ -170,9 +170,7 @@ def presentation_info(ds: Dataset, voi_index: int = 0, normalize: bool = False) 
 def _check_image(ds: Dataset, filename: str) -> None:
     """Raise ``ValueError("<filename>: <problem>")`` unless ``ds`` is one 2D greyscale image."""
     if "SegmentSequence" in ds:
-        raise ValueError(
-            f"{filename}: is a DICOM Segmentation, not a mammogram (read masks with their own reader)"
-        )
+        raise ValueError(f"{filename}: is a DICOM Segmentation, not a mammogram (read masks with their own reader)")
     if not any(tag in ds for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ValueError(f"{filename}: has no pixel data (Pixel Data element missing or file truncated)")
     for tag in ("Rows", "Columns", "BitsAllocated", "BitsStored", "PhotometricInterpretation"):
@@ -186,14 +184,10 @@ def _check_image(ds: Dataset, filename: str) -> None:
         )
     photometric = str(ds.PhotometricInterpretation).strip().upper()
     if photometric not in GREYSCALE or int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise ValueError(
-            f"{filename}: is a {photometric} image; mammograms must be greyscale (MONOCHROME1/2)"
-        )
+        raise ValueError(f"{filename}: is a {photometric} image; mammograms must be greyscale (MONOCHROME1/2)")
 
 
-def presentation_array(
-    ds: Dataset, voi_index: int = 0, normalize: bool = False, filename: str = ""
-) -> np.ndarray:
+def presentation_array(ds: Dataset, voi_index: int = 0, normalize: bool = False, filename: str = "") -> np.ndarray:
     """Return the presentation image of ``ds`` as float32 ``(rows, columns)``.
 
     Modality LUT (``pydicom.pixels.apply_modality_lut``), then VOI LUT Sequence
@@ -277,6 +271,8 @@ def _laterality(ds: Dataset) -> str:
 class _Unreadable:
     """A file with the DICOM marker that pydicom could not parse; raised from ``get_data`` (see module doc)."""
 
+    __slots__ = ("message",)
+
     def __init__(self, message: str) -> None:
         self.message = message
 
@@ -358,9 +354,7 @@ class MammoDicomReader(PydicomReader):
     def _read_one(name: str, options: dict) -> Dataset | _Unreadable:
         path = Path(name)
         if path.is_dir():
-            raise ValueError(
-                f"{name}: is a folder; MammoDicomReader reads one single-frame DICOM file per image"
-            )
+            raise ValueError(f"{name}: is a folder; MammoDicomReader reads one single-frame DICOM file per image")
         if not path.is_file():
             raise ValueError(f"{name}: file not found")
         if not pydicom.misc.is_dicom(name):

@@ -39,7 +39,9 @@ class FlipTTAInferer(Inferer):
         torch.Size([1, 2, 8, 8])
     """
 
-    def __init__(self, spatial_axes: Sequence[int] = (0,), inferer: Inferer | None = None, batched: bool = True) -> None:
+    def __init__(
+        self, spatial_axes: Sequence[int] = (0,), inferer: Inferer | None = None, batched: bool = True
+    ) -> None:
         super().__init__()
         self.spatial_axes = tuple(int(a) for a in spatial_axes)
         self.inferer = inferer or SimpleInferer()

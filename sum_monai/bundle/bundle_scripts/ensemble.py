@@ -94,7 +94,9 @@ class EnsembleInferer(Inferer):
                 try:
                     net.load_state_dict(state)
                 except RuntimeError as err:
-                    raise ValueError(f"{path}: the weights do not fit the configured network: {str(err).splitlines()[0]}") from err
+                    raise ValueError(
+                        f"{path}: the weights do not fit the configured network: {str(err).splitlines()[0]}"
+                    ) from err
                 self._members.append(self._convert(net.eval(), path) if self._convert else net.eval())
         for net in self._members:
             net.to(device)
