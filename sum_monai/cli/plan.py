@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-size", type=int, default=256, help="largest 2D input size (compute budget)")
     p.add_argument("--max-roi", type=int, nargs=3, default=[128, 128, 48], help="largest 3D patch")
     p.add_argument("--max-cases", type=int, default=200, help="measure at most this many cases")
+    p.add_argument("--bundle", help="read the images with this bundle's readers (the intensities its network sees)")
     p.set_defaults(func=run)
 
 
@@ -36,7 +37,12 @@ def run(args: argparse.Namespace) -> int:
     from sum_monai.plans import fingerprint, plan_overrides
     from sum_monai.utils.atomic import atomic_write_text
 
-    fp = fingerprint(args.datalist, max_cases=args.max_cases)
+    bundle = None
+    if args.bundle:
+        from sum_monai.bundle.locate import Bundle
+
+        bundle = Bundle.find(args.bundle)
+    fp = fingerprint(args.datalist, max_cases=args.max_cases, bundle=bundle)
     overrides = plan_overrides(fp, max_size=args.max_size, max_roi=tuple(args.max_roi))
     content = {"_comment": f"derived by `sum-monai plan {args.datalist}`", "_fingerprint": fp.to_dict(), **overrides}
     atomic_write_text(args.out, json.dumps(content, indent=2) + "\n")

@@ -35,6 +35,11 @@ def register(subparsers: Any) -> None:
         default=None,
         help="allowed label values (default: from the datalist meta, else binary)",
     )
+    p.add_argument(
+        "--bundle",
+        help="open the files with this bundle's readers (what its network sees: e.g. mammograms after VOI LUT and "
+        "MONOCHROME1 inversion) and check its DICOM Modality and 2D/3D",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -43,7 +48,16 @@ def run(args: argparse.Namespace) -> int:
     """Validate and print what was checked."""
     from sum_monai.datalists.validate import validate_datalist
 
-    report = validate_datalist(args.file, label_values=args.label_values, progress=not args.no_progress)
+    kwargs: dict[str, Any] = {}
+    if args.bundle:
+        from sum_monai.bundle.locate import Bundle
+        from sum_monai.bundle.readers import bundle_loader
+
+        bundle = Bundle.find(args.bundle)
+        meta = bundle.metadata["network_data_format"]["inputs"]["image"]
+        kwargs = {"loader": bundle_loader(bundle), "modality": meta.get("modality") or None,
+                  "spatial_dims": len(meta["spatial_shape"])}  # fmt: skip
+    report = validate_datalist(args.file, label_values=args.label_values, progress=not args.no_progress, **kwargs)
     cases = ", ".join(f"{k} {v}" for k, v in report.cases.items())
     values = ", ".join(f"{v:g}" for v in report.label_values)
     print(f"ok: {sum(report.cases.values())} cases ({cases}), {report.files} files; mask values {{{values}}}")

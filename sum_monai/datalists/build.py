@@ -131,6 +131,7 @@ def build_datalist(
     validate: bool = True,
     progress: bool = True,
     folds: int = 0,
+    loader: Any = None,
     **layout_options: Any,
 ) -> dict[str, Any]:
     """Build, validate and write the datalist of one dataset folder.
@@ -199,6 +200,7 @@ def build_datalist(
             base_dir=out_dir,
             progress=progress,
             name=f"{layout} dataset {scan.root}",
+            loader=loader,
         )
     use_near = layout in NEAR_DUPS_BY_DEFAULT if near_dups is None else near_dups
     near_groups: list[list[int]] = []

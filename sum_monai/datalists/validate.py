@@ -117,6 +117,7 @@ def _check_case(
     seen: set[float],
     modality: str | None = None,
     spatial_dims: int | None = None,
+    loader: Any = None,
 ) -> tuple[list[DataError], int, int]:
     """Check one datalist entry; return its problems, the number of files opened and of mask pixels."""
     from sum_monai.bundle.bundle_scripts.checks import modality_problem
@@ -135,7 +136,7 @@ def _check_case(
     loaded = []
     for path in images:
         try:
-            loaded.append(read_image(path))
+            loaded.append(read_image(path, loader=loader))
             opened += 1
         except DataError as err:
             errors.append(err)
@@ -162,7 +163,7 @@ def _check_case(
     union = 0
     for path in masks:
         try:
-            mask = read_image(path)
+            mask = read_image(path, loader=loader)
             opened += 1
         except DataError as err:
             errors.append(err)
@@ -233,6 +234,7 @@ def validate_datalist(
     name: str | None = None,
     modality: str | None = None,
     spatial_dims: int | None = None,
+    loader: Any = None,
 ) -> ValidationReport:
     """Check every case of a datalist; raise all problems together.
 
@@ -245,6 +247,8 @@ def validate_datalist(
         modality: the DICOM Modality images must have (the bundle's, e.g. ``"MG"``); non-DICOM
             files pass. None: not checked.
         spatial_dims: the dimensions images must have (2 or 3, the bundle's). None: not checked.
+        loader: open files with a bundle's own loading
+            (:func:`sum_monai.bundle.readers.bundle_loader`) instead of the package's readers.
 
     Returns:
         counts of what was checked.
@@ -282,7 +286,7 @@ def validate_datalist(
         if not isinstance(entry, dict):
             errors.append(DataError(source, f"{split} entry is not an object: {entry!r:.60}"))
             continue
-        found, opened, union = _check_case(entry, base, labels, channels, seen, modality, spatial_dims)
+        found, opened, union = _check_case(entry, base, labels, channels, seen, modality, spatial_dims, loader)
         errors.extend(found)
         report.files += opened
         report.lesions.setdefault(split, 0)

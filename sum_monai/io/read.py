@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -377,13 +378,18 @@ def _reader(spec: ReaderSpec) -> ImageReader:
     return spec.make()
 
 
-def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool = True) -> LoadedImage:
+def read_image(
+    path: str | Path, *, dtype: Any = np.float32, check_finite: bool = True, loader: Callable[[str], Any] | None = None
+) -> LoadedImage:
     """Open an image file or DICOM series folder with MONAI and check that it is usable.
 
     Args:
         path: a file with a registered suffix, a DICOM file, or a folder holding one DICOM series.
         dtype: array dtype (``np.float32`` as MONAI's default; ``None`` keeps the stored type).
         check_finite: reject arrays holding NaN or infinite values.
+        loader: read with this instead of the registry's reader: a bundle's own loading
+            (:func:`sum_monai.bundle.readers.bundle_loader`), so the array is what its network
+            is given (``dtype`` is then the bundle's); the checks and errors stay the same.
 
     Returns:
         The channel-first array with its geometry (:class:`LoadedImage`).
@@ -405,11 +411,12 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
         raise DataError(path, f"file is empty (0 bytes): not a {spec.kind}")
     if spec.reader == "NibabelReader" and (problem := _nifti_header_problem(path)):
         raise DataError(path, problem)
+    given = loader
     loader = _loader(np.dtype(dtype).str if dtype is not None else None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            array = loader(str(path), reader=_reader(spec))
+            array = given(str(path)) if given is not None else loader(str(path), reader=_reader(spec))
         except DataError:
             raise
         except Exception as err:
@@ -433,7 +440,7 @@ def read_image(path: str | Path, *, dtype: Any = np.float32, check_finite: bool 
             else:
                 problem = f"cannot be read as a {spec.kind} (corrupt or truncated file?): {_first_line(err)}"
             raise DataError(path, problem) from err
-    projection = spec.reader == "PydicomReader" and not (
+    projection = spec.kind == "DICOM file" and not (
         "00200037" in array.meta and "00200032" in array.meta
     )
     for w in caught:  # ITKReader only warns and reads the first series: make that an error

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from sum_monai.errors import DataError
 from sum_monai.io.read import read_image
+
+if TYPE_CHECKING:
+    from sum_monai.bundle.locate import Bundle
 
 
 @dataclass
@@ -45,13 +48,17 @@ def _first(value: str | list[str]) -> str:
     return value[0] if isinstance(value, list) else value
 
 
-def fingerprint(datalist: str | Path, split: str = "training", max_cases: int | None = None) -> Fingerprint:
+def fingerprint(
+    datalist: str | Path, split: str = "training", max_cases: int | None = None, bundle: Bundle | None = None
+) -> Fingerprint:
     """Fingerprint the ``split`` cases of a MONAI datalist (paths relative to its folder).
 
     Args:
         datalist: datalist JSON.
         split: which cases to measure (the training split: the plan must not peek at test data).
         max_cases: measure at most this many (evenly spread) to bound the time on large sets.
+        bundle: read the images with this bundle's own loading, so intensities and spacings are
+            those its network is given (e.g. mammograms after VOI LUT and MONOCHROME1 inversion).
 
     Raises:
         DataError: unreadable datalist, empty split or an image that cannot be read.
@@ -66,9 +73,14 @@ def fingerprint(datalist: str | Path, split: str = "training", max_cases: int | 
     if max_cases and len(cases) > max_cases:
         cases = [cases[i] for i in np.linspace(0, len(cases) - 1, max_cases).round().astype(int)]
     base = path.resolve().parent
+    loader = None
+    if bundle is not None:
+        from sum_monai.bundle.readers import bundle_loader
+
+        loader = bundle_loader(bundle)
     shapes, spacings, samples, fractions, channels = [], [], [], [], []
     for case in cases:
-        image = read_image(base / _first(case["image"]))
+        image = read_image(base / _first(case["image"]), loader=loader)
         shapes.append(image.spatial_shape)
         spacings.append(image.spacing[: len(image.spatial_shape)])
         channels.append(len(case["image"]) if isinstance(case["image"], list) else image.channels)
@@ -76,7 +88,7 @@ def fingerprint(datalist: str | Path, split: str = "training", max_cases: int | 
         samples.append(data.ravel()[:: max(1, data.size // 20000)])
         label = case.get("label")
         if label:
-            masks = [read_image(base / p).numpy()[0] > 0 for p in (label if isinstance(label, list) else [label])]
+            masks = [read_image(base / p, loader=loader).numpy()[0] > 0 for p in (label if isinstance(label, list) else [label])]
             fractions.append(float(np.logical_or.reduce(masks).mean()))
     values = np.concatenate(samples)
     return Fingerprint(

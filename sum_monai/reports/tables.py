@@ -18,6 +18,7 @@ METRIC_NAMES = {
     "val_recall": "recall",
     "val_f1": "f1",
     "val_hd95": "hd95",
+    "val_normal_marked": "normal_marked",
 }
 
 
@@ -38,7 +39,7 @@ def read_raw_metrics(eval_dir: Path, class_names: Sequence[str]) -> dict[str, di
             for row in csv.DictReader(f):
                 case = table.setdefault(row["filename"], {})
                 case[name] = float(row["mean"])
-                if len(class_names) > 1:
+                if len(class_names) > 1 and f"class{len(class_names) - 1}" in row:  # per-class metrics only
                     for i, cname in enumerate(class_names):
                         case[f"{name}_{cname}"] = float(row[f"class{i}"])
     return table

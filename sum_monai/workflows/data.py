@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sum_monai.errors import DataError
 from sum_monai.utils.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from sum_monai.bundle.locate import Bundle
 
 SPLITS = ("training", "validation", "test")
 
@@ -66,8 +70,7 @@ def prepare_datalist(
     seed: int = 0,
     require: tuple[str, ...] = ("training", "validation"),
     require_lesions: tuple[str, ...] = (),
-    modality: str | None = None,
-    spatial_dims: int | None = None,
+    bundle: Bundle | None = None,
 ) -> Path:
     """Return a checked datalist JSON for ``data``, written into ``out_dir`` when it had to be built.
 
@@ -85,8 +88,9 @@ def prepare_datalist(
         require: splits that must hold at least one case.
         require_lesions: splits that must hold at least one case whose mask marks a lesion
             (training cannot learn, nor pick its best model, from normal images only).
-        modality, spatial_dims: what the bundle reads (DICOM Modality, 2D or 3D), checked on
-            every image of a JSON datalist.
+        bundle: the bundle the data is for: its readers open every file (so checks see what its
+            network sees), and its DICOM Modality and dimensions (2D or 3D, from the metadata)
+            are checked on every image of a JSON datalist.
 
     Raises:
         DataError: unreadable datalist, empty required split, a split without lesions, or a
@@ -95,18 +99,27 @@ def prepare_datalist(
     """
     from sum_monai.datalists.validate import validate_datalist
 
+    modality, spatial_dims, loader = None, None, None
+    if bundle is not None:
+        from sum_monai.bundle.readers import bundle_loader
+
+        meta = bundle.metadata["network_data_format"]["inputs"]["image"]
+        modality, spatial_dims = str(meta.get("modality") or "") or None, len(meta["spatial_shape"])
+        loader = bundle_loader(bundle)
     data = Path(data)
     if data.is_dir():
         from sum_monai.datalists.build import build_datalist
 
         path = out_dir / "datalist.json"
-        built = build_datalist(detect_layout(data), data, path, seed=seed)
+        built = build_datalist(detect_layout(data), data, path, seed=seed, loader=loader)
         lesions = built["meta"].get("lesion_cases", {})
         content = load_datalist(path)
     else:
         path = data
         content = load_datalist(path)
-        lesions = validate_datalist(path, progress=False, modality=modality, spatial_dims=spatial_dims).lesions
+        lesions = validate_datalist(
+            path, progress=False, modality=modality, spatial_dims=spatial_dims, loader=loader
+        ).lesions
         base = path.resolve().parent
         if not all(item.get("case_id") for s in SPLITS for item in content.get(s, [])):
             from sum_monai.datalists.ids import case_id

@@ -2,8 +2,10 @@
 
 The bundle computes the metrics (Dice, IoU, precision, recall, F1, HD95 per case, on the input's
 own pixel grid); this module joins its CSVs into one per-case table keyed by anonymised case IDs,
-summarises per class (e.g. benign / malignant), measures false-positive images among normal cases,
-draws overlays and logs everything to an MLflow evaluation run.
+summarises per class (e.g. benign / malignant),
+draws overlays and logs everything to an MLflow evaluation run. The share of normal images with a
+predicted lesion is the bundle's own ``val_normal_marked`` metric, so ``python -m monai.bundle run``
+on the same bundle reports the same figure.
 """
 
 from __future__ import annotations
@@ -83,6 +85,11 @@ def _prediction_files(pred_dir: Path) -> dict[str, Path]:
     return out
 
 
+def _prediction_key(image: str, root: str) -> str:
+    """The key of ``image``'s prediction in :func:`_prediction_files` (its folder below ``root`` and its stem)."""
+    return str(Path(os.path.relpath(os.path.dirname(image), root)) / _stem(image))
+
+
 def _stem(path: str) -> str:
     name = Path(path).name
     for ext in (".nii.gz", ".nii", ".nrrd", ".png", ".jpg", ".jpeg", ".dcm", ".mha"):
@@ -127,17 +134,15 @@ def evaluate(
     if record is not None:
         bundle = record.run_bundle(Path(run))
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
-    from monai.bundle import ConfigWorkflow
-
-    if weights is None:
-        weights = Path(run) / "models" / "model.pt" if run else bundle.root / "models" / "model.pt"
-    weights = Path(weights)
+    weights = Path(weights) if weights is not None else (Path(run) if run else bundle.root) / "models" / "model.pt"
     if not weights.is_file():
         raise ConfigError(f"{weights}: no trained weights (train first, or pass --weights / --run)")
+    # the configs, parsed once: the weights are checked against this network (tensors only, same
+    # layers and shapes, or a clear error) before anything is written; data paths are set later
+    wf = create_workflow(bundle, "evaluate", {**(overrides or {}), "ckpt_path": as_override_path(weights), **device_override(device)})
     from sum_monai.bundle.weights import load_checked_state_dict
 
-    # tensors only, and shaped for this bundle's network, or a clear error
-    load_checked_state_dict(bundle, weights, overrides=overrides, workflow="evaluate")
+    load_checked_state_dict(bundle, weights, network=wf.parser.get_parsed_content("network_def", instantiate=True))
     if data is None:
         if record is None:
             raise ConfigError("--data is required (a datalist JSON or a dataset folder)")
@@ -146,76 +151,14 @@ def evaluate(
         output = Path(run) / f"evaluation-{split}" if run else RUNS_ROOT / bundle.name / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(output)
     _check_output(out)
+    uri = store.tracking_uri(tracking_uri or (record.tracking_uri if record else None))
     # everything is written into a scratch folder that replaces `out` only once complete: a failed or
     # killed evaluation leaves no half-written folder (and an earlier one whole)
     with atomic_dir(out, overwrite=True) as work:
-        datalist = prepare_datalist(Path(data), work, seed=seed, require=())
-        content = load_datalist(datalist)
-        lesions = content.get("meta", {}).get("lesions")  # reference circles (mini-MIAS): CAD figures too
-        base = datalist.resolve().parent
-        if split == "all":  # one list of every case, with absolute paths as the file moves
-            content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
-            datalist = work / "datalist_all.json"
-            atomic_write_text(datalist, json.dumps(content, indent=1) + "\n")
-        cases = content.get(split) or []
-        if not cases:
-            raise DataError(datalist, f"no cases in the {split!r} split")
-        images = [os.path.abspath(base / _first(c["image"])) for c in cases]
-        # predictions mirror the inputs' folders below this root; a DICOM series is named after its
-        # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
-        root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
-
-        run_overrides: dict[str, Any] = dict(
-            data_list_file_path=as_override_path(datalist),
-            output_dir=as_override_path(work),
-            ckpt_path=as_override_path(weights),
-            eval_split=split,
-            prediction_root=root,
-        )
-        run_overrides.update(overrides or {})
-        run_overrides.update(device_override(device))
-
-        uri = store.tracking_uri(tracking_uri or (record.tracking_uri if record else None))
-        run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique: runs are found by name
-        wf = create_workflow(bundle, "evaluate", run_overrides)  # the configs, parsed once
-        params = config_params(wf.parser)
-        params.update(eval_split=split, n_cases=str(len(cases)))
-        with answering(uri, "before the evaluation"):
-            store.ensure_experiment(uri, bundle.name)
-        snapshot = str((work / "executed_evaluate_config.json").resolve())
-        tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot, has_guard(bundle.root))
-        ConfigWorkflow.patch_bundle_tracking(parser=wf.parser, settings=tracking)
-        with store.using(uri):
-            run_created(wf, bundle)
-
-        names = class_names(wf.parser.get("_meta_"))
-        per_case: dict[str, dict[str, Any]] = read_raw_metrics(work, names)
-        groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
-        preds = _prediction_files(work / "predictions")
-        fp_images, normal_cases = 0, 0
-        case_files: dict[str, dict[str, Any]] = {}
-        for c, image in zip(cases, images, strict=True):
-            cid = c.get("case_id", "")
-            row = per_case.setdefault(cid, {})
-            if c.get("class"):
-                row["class"] = c["class"]
-            pred_path = preds.get(str(Path(os.path.relpath(os.path.dirname(image), root)) / _stem(image)))
-            case_files[cid] = {
-                "image": image,
-                "label": absolute_paths(c, base).get("label"),
-                "prediction": str(out / pred_path.relative_to(work)) if pred_path else None,
-                "class": c.get("class"),
-            }
-            if pred_path is None:
-                continue
-            pred_any = bool(_load_array(pred_path).any())
-            row["predicted_lesion"] = float(pred_any)
-            if math.isnan(row.get("dice", math.nan)):  # empty reference: a normal image
-                normal_cases += 1
-                fp_images += int(pred_any)
-        summary: dict[str, Any] = summarise({k: {m: v for m, v in r.items() if isinstance(v, float)} for k, r in per_case.items()}, groups)
-        if normal_cases:
-            summary["normal_images"] = {"n": normal_cases, "share_with_predicted_lesion": fp_images / normal_cases}
+        split_cases = _split_cases(Path(data), work, split, seed, bundle)
+        run_name = _run_bundle_evaluation(wf, bundle, split_cases, split, work, uri)
+        per_case, case_files, preds = _case_table(wf, split_cases, work, out)
+        summary, table = _summary(wf, per_case, split_cases.cases)
         per_case_csv = write_per_case_csv(per_case, work / "per_case.csv")
         # local index of the files of each case (file names may identify patients: never logged)
         write_json(case_files, work / "cases.json")
@@ -223,41 +166,150 @@ def evaluate(
             {"bundle": bundle.name, "bundle_version": bundle.version, "split": split, "weights": str(weights), "summary": summary},
             work / "summary.json",
         )
-        metric_cols = [m for m in TABLE_METRICS if any(m in r for r in per_case.values())]
-        if len(names) > 1:
-            metric_cols += [f"dice_{n}" for n in names]
-        table = format_summary({k: v for k, v in summary.items() if k != "normal_images"}, metric_cols)
-        if normal_cases:
-            table += f"\nnormal images with any predicted lesion: {fp_images}/{normal_cases} ({100 * fp_images / normal_cases:.1f} %)"
-        if lesions is not None:
+        if split_cases.lesions is not None:  # reference circles (mini-MIAS): CAD figures too
             from sum_monai.workflows.detection import score_detection
 
             threshold = float(wf.parser.get_parsed_content("lesion_threshold")) if "lesion_threshold" in wf.parser else 0.5
             detection = score_detection(
-                bundle, weights, [absolute_paths(c, base) for c in cases], lesions, overrides or {}, threshold, work
-            )
+                bundle, weights, [absolute_paths(c, split_cases.base) for c in split_cases.cases], split_cases.lesions,
+                overrides or {}, threshold, work,
+            )  # fmt: skip
             summary["detection"] = {k: v for k, v in detection.items() if k != "table"}
             table += "\n" + detection["table"]
             write_json(summary, work / "summary_detection.json")
         atomic_write_text(work / "summary.txt", table + "\n")
-
-        overlays = _overlays(wf, cases, images, root, preds, per_case, work / "overlays.png", max_overlays)
-        mlflow_run = find_run(uri, bundle.name, run_name)
-        run_id = mlflow_run.info.run_id if mlflow_run else ""
-        if run_id:
-            log_artifacts(uri, run_id, [p for p in (per_case_csv, summary_json, work / "summary.txt", overlays, work / "froc.png") if p])
-            if "detection" in summary:
-                _log_detection_metrics(uri, run_id, summary["detection"])
-            log_artifacts(uri, run_id, sorted(work.glob("*_raw.csv")) + sorted(work.glob("*_summary.csv")), "metrics")
-            tags = {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "evaluate", "split": split}
-            if record and record.mlflow_run_id:
-                tags["source_run_id"] = record.mlflow_run_id
-            set_tags(uri, run_id, tags)
+        overlays = _overlays(wf, split_cases, preds, per_case, work / "overlays.png", max_overlays)
+        run_id = _log_evaluation(uri, bundle, run_name, split, summary, record, work, [per_case_csv, summary_json, overlays])
     final = {p: out / p.name for p in (per_case_csv, summary_json) if p}
     return EvalResult(
         out, final[per_case_csv], final[summary_json], out / overlays.name if overlays else None, summary, table,
         run_id, uri,
     )
+
+
+@dataclass(frozen=True)
+class SplitCases:
+    """The cases of the evaluated split and where their files are.
+
+    Attributes:
+        datalist: the datalist file the bundle reads (in the evaluation folder when it was built).
+        base: the folder its paths are relative to.
+        cases: the split's entries.
+        images: each case's (first) image, absolute.
+        root: the folder below which predictions mirror the inputs' sub-folders.
+        lesions: reference circles of the datalist (mini-MIAS), if any.
+    """
+
+    datalist: Path
+    base: Path
+    cases: list[dict[str, Any]]
+    images: list[str]
+    root: str
+    lesions: Any = None
+
+
+def _split_cases(data: Path, work: Path, split: str, seed: int, bundle: Bundle) -> SplitCases:
+    """Checked datalist of ``data`` and the cases of ``split`` (``all``: every split, absolute paths)."""
+    datalist = prepare_datalist(data, work, seed=seed, require=(), bundle=bundle)
+    content = load_datalist(datalist)
+    lesions = content.get("meta", {}).get("lesions")
+    base = datalist.resolve().parent
+    if split == "all":  # one list of every case, with absolute paths as the file moves
+        content = {"all": [absolute_paths(item, base) for s in SPLITS for item in content.get(s, [])]}
+        datalist = work / "datalist_all.json"
+        atomic_write_text(datalist, json.dumps(content, indent=1) + "\n")
+    cases = content.get(split) or []
+    if not cases:
+        raise DataError(datalist, f"no cases in the {split!r} split")
+    images = [os.path.abspath(base / _first(c["image"])) for c in cases]
+    # predictions mirror the inputs' folders below this root; a DICOM series is named after its
+    # folder, so the case folder above it is kept too (dicom/<case>/pre -> <case>/pre_seg.nii.gz)
+    root = os.path.commonpath([os.path.dirname(os.path.dirname(p) if os.path.isdir(p) else p) for p in images])
+    return SplitCases(datalist, base, cases, images, root, lesions)
+
+
+def _run_bundle_evaluation(wf: Any, bundle: Bundle, split_cases: SplitCases, split: str, work: Path, uri: str) -> str:
+    """Run the bundle's evaluation workflow on the split, in a new MLflow run; return the run's name."""
+    from monai.bundle import ConfigWorkflow
+
+    wf.parser.update({
+        "data_list_file_path": as_override_path(split_cases.datalist), "output_dir": as_override_path(work),
+        "eval_split": split, "prediction_root": split_cases.root,
+    })  # fmt: skip
+    run_name = f"eval-{split}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"  # unique: runs are found by name
+    params = config_params(wf.parser)
+    params.update(eval_split=split, n_cases=str(len(split_cases.cases)))
+    with answering(uri, "before the evaluation"):
+        store.ensure_experiment(uri, bundle.name)
+    snapshot = str((work / "executed_evaluate_config.json").resolve())
+    tracking = mlflow_settings("evaluate", uri, bundle.name, run_name, params, snapshot, has_guard(bundle.root))
+    ConfigWorkflow.patch_bundle_tracking(parser=wf.parser, settings=tracking)
+    with store.using(uri):
+        run_created(wf, bundle)
+    return run_name
+
+
+def _case_table(
+    wf: Any, split_cases: SplitCases, work: Path, out: Path
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], dict[str, Path]]:
+    """Per-case metrics as the bundle wrote them (``*_raw.csv``), the files of each case, the predictions."""
+    per_case: dict[str, dict[str, Any]] = read_raw_metrics(work, class_names(wf.parser.get("_meta_")))
+    preds = _prediction_files(work / "predictions")
+    case_files: dict[str, dict[str, Any]] = {}
+    for c, image in zip(split_cases.cases, split_cases.images, strict=True):
+        cid = c.get("case_id", "")
+        row = per_case.setdefault(cid, {})
+        if c.get("class"):
+            row["class"] = c["class"]
+        pred_path = preds.get(_prediction_key(image, split_cases.root))
+        case_files[cid] = {
+            "image": image,
+            "label": absolute_paths(c, split_cases.base).get("label"),
+            "prediction": str(out / pred_path.relative_to(work)) if pred_path else None,
+            "class": c.get("class"),
+        }
+    return per_case, case_files, preds
+
+
+def _summary(wf: Any, per_case: dict[str, dict[str, Any]], cases: list[dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    """Means per metric over all cases and per class, the normal images with a predicted lesion, the table.
+
+    The normal-image share is the bundle's own ``val_normal_marked`` (one value per lesion-free image).
+    """
+    names = class_names(wf.parser.get("_meta_"))
+    groups = {c.get("case_id", ""): str(c.get("class", "")) for c in cases if c.get("class")}
+    scores = {k: {m: v for m, v in r.items() if isinstance(v, float) and m != "normal_marked"} for k, r in per_case.items()}
+    summary: dict[str, Any] = summarise(scores, groups)
+    marked = [r["normal_marked"] for r in per_case.values() if not math.isnan(r.get("normal_marked", math.nan))]
+    metric_cols = [m for m in TABLE_METRICS if any(m in r for r in per_case.values())]
+    if len(names) > 1:
+        metric_cols += [f"dice_{n}" for n in names]
+    table = format_summary(summary, metric_cols)
+    if marked:
+        summary["normal_images"] = {"n": len(marked), "share_with_predicted_lesion": sum(marked) / len(marked)}
+        hits = int(sum(marked))
+        table += f"\nnormal images with any predicted lesion: {hits}/{len(marked)} ({100 * hits / len(marked):.1f} %)"
+    return summary, table
+
+
+def _log_evaluation(
+    uri: str, bundle: Bundle, run_name: str, split: str, summary: dict[str, Any], record: RunRecord | None,
+    work: Path, files: list[Path | None],
+) -> str:
+    """Tables, overlays, the bundle's CSVs and the detection figures into the evaluation's MLflow run."""
+    mlflow_run = find_run(uri, bundle.name, run_name)
+    if mlflow_run is None:
+        return ""
+    run_id = mlflow_run.info.run_id
+    log_artifacts(uri, run_id, [p for p in (*files, work / "summary.txt", work / "froc.png") if p and p.is_file()])
+    if "detection" in summary:
+        _log_detection_metrics(uri, run_id, summary["detection"])
+    log_artifacts(uri, run_id, sorted(work.glob("*_raw.csv")) + sorted(work.glob("*_summary.csv")), "metrics")
+    tags = {"bundle": bundle.name, "bundle_version": bundle.version, "workflow": "evaluate", "split": split}
+    if record and record.mlflow_run_id:
+        tags["source_run_id"] = record.mlflow_run_id
+    set_tags(uri, run_id, tags)
+    return run_id
 
 
 def _check_output(out: Path) -> None:
@@ -295,14 +347,15 @@ def _load_array(path: Path) -> np.ndarray:
 
 
 def _overlays(
-    wf: Any, cases: list[dict], images: list[str], root: str, preds: dict[str, Path],
-    per_case: dict[str, dict[str, Any]], out_png: Path, max_cases: int,
+    wf: Any, split_cases: SplitCases, preds: dict[str, Path], per_case: dict[str, dict[str, Any]], out_png: Path,
+    max_cases: int,
 ) -> Path | None:
     """Overlays of the worst and best cases (by Dice) and one normal image, if any."""
     if max_cases <= 0:
         return None
     from monai.transforms import Compose
 
+    cases = split_cases.cases
     loader = Compose(wf.parser.get_parsed_content("load_transforms"))
     scored = [(per_case.get(c.get("case_id", ""), {}).get("dice", math.nan), i) for i, c in enumerate(cases)]
     lesion = sorted((d, i) for d, i in scored if not math.isnan(d))
@@ -319,7 +372,7 @@ def _overlays(
         loaded = loader(item)
         image = np.asarray(loaded["image"])
         label = np.asarray(loaded["label"])[0] if "label" in loaded else None
-        pred_path = preds.get(str(Path(os.path.relpath(os.path.dirname(images[i]), root)) / _stem(images[i])))
+        pred_path = preds.get(_prediction_key(split_cases.images[i], split_cases.root))
         pred = _load_array(pred_path) if pred_path else None
         if pred is not None and pred.ndim == image.ndim:
             pred = pred[0]

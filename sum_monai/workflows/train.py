@@ -172,11 +172,7 @@ def train(
             if (run_dir / "models" / "last.pt").exists():
                 raise ConfigError(f"{run_dir} already holds a run; use --resume to continue it or choose another --output")
             run_bundle = write_recipe_bundle(source, RunRecord.bundle_dir(run_dir, source.name), recipe)
-            meta = run_bundle.metadata["network_data_format"]["inputs"]["image"]
-            datalist = prepare_datalist(
-                Path(data), run_dir, seed=seed, require_lesions=("training", "validation"),
-                modality=str(meta.get("modality") or "") or None, spatial_dims=len(meta["spatial_shape"]),
-            )  # fmt: skip
+            datalist = prepare_datalist(Path(data), run_dir, seed=seed, require_lesions=("training", "validation"), bundle=run_bundle)
             record = RunRecord(
                 bundle=str(source.root), bundle_version=source.version, datalist=str(datalist.resolve()),
                 run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=store.tracking_uri(tracking_uri),
