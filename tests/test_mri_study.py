@@ -83,6 +83,27 @@ def test_phases_are_found_from_the_tags_for_every_phase_count(studies: Path, dce
         assert [p["time_s"] for p in described["dynamic_phases"]] == [0.0, 120.0, 210.0, 300.0, 390.0][: record["phases"]]
 
 
+def test_a_study_folder_is_scanned_once_until_its_files_change(studies: Path, dce, tmp_path: Path, monkeypatch) -> None:
+    """Finding the cases, picking the phases and the DICOM SEG each scanned a scanner-size study
+    again (3 s per scan of 2 x 160 slices); the headers are now read once per unchanged folder."""
+    folder = tmp_path / "study"
+    shutil.copytree(studies / json.loads((studies / "phantom.json").read_text())["cases"][2]["study"], folder)
+    reads = []
+    real = pydicom.dcmread
+    monkeypatch.setattr(pydicom, "dcmread", lambda *a, **k: reads.append(1) or real(*a, **k))
+    first = dce.scan_study(folder)
+    n = len(reads)
+    assert n > 0
+    first[0].why = "annotated by a caller"
+    again = dce.scan_study(folder)
+    assert len(reads) == n  # no header read again
+    assert [s.series_uid for s in again] == [s.series_uid for s in first] and again[0].why != "annotated by a caller"
+    removed = next(p for p in sorted(folder.rglob("*")) if p.is_file())
+    removed.unlink()
+    dce.scan_study(folder)
+    assert len(reads) > n  # the folder changed: scanned again
+
+
 def test_phases_in_one_series_and_flat_folders(single_series: Path, studies: Path, dce, tmp_path: Path) -> None:
     sel = dce.select_phases(single_series / "dicom" / "breast_0001", ("pre", "post1", "last"))
     assert [s.part for s in sel.used] == [1, 2, 3] and _descriptions(sel) == ["ax dyn vibrant"] * 3

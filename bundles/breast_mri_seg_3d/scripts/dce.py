@@ -49,6 +49,8 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import logging
 import os
@@ -310,9 +312,21 @@ def _split_series(series_uid: str, items: list[tuple[Path, Any]]) -> list[Stack]
 def scan_study(folder: str | Path) -> list[Stack]:
     """Every stack of the DICOM files in ``folder`` (recursively), in SeriesNumber order.
 
+    The headers of a folder are read once: finding the cases, picking the phases and writing the
+    DICOM SEG each ask again, and a 2 x 160-slice study took 3 s per scan; a folder whose files
+    (names, sizes, modification times) changed is scanned again.
+
     Raises:
         StudyError: no DICOM file in the folder.
     """
+    root = Path(folder).resolve()
+    files = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file())
+    return [copy.copy(s) for s in _scan(str(root), files)]  # copies: phase selection annotates its stacks
+
+
+@functools.lru_cache(maxsize=16)
+def _scan(folder: str, files: tuple[tuple[str, int, int], ...]) -> tuple[Stack, ...]:
+    """:func:`scan_study` of ``folder`` whose files are ``files`` (the cache key)."""
     root = Path(folder)
     items = _headers(root)
     if not items:
@@ -321,7 +335,7 @@ def scan_study(folder: str | Path) -> list[Stack]:
     for path, ds in items:
         series.setdefault(str(ds.get("SeriesInstanceUID") or _common_folder([path])), []).append((path, ds))
     stacks = [s for uid, files in series.items() for s in _split_series(uid, files)]
-    return sorted(stacks, key=lambda s: (s.series_number is None, s.series_number or 0, s.part, s.label))
+    return tuple(sorted(stacks, key=lambda s: (s.series_number is None, s.series_number or 0, s.part, s.label)))
 
 
 def is_study(folder: str | Path) -> bool:
