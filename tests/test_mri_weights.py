@@ -10,9 +10,9 @@ metadata, and ``eval_metrics`` say plainly that the figures are phantom figures.
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
-import pytest
 import torch
 
 from sum_monai.bundle.locate import Bundle
@@ -53,11 +53,10 @@ def test_weights_load_strictly_and_match_the_torchscript_export() -> None:
         torch.testing.assert_close(scripted(x), net(x), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize(("layout", "folder"), [("dicom", "dicom"), ("nifti", "imagesTr")])
-def test_monai_alone_writes_one_mask_per_case(tmp_path, layout: str, folder: str) -> None:
+def test_monai_alone_writes_one_mask_per_case(tmp_path) -> None:
     """`python -m monai.bundle run` over two DICOM case folders (pre/ + post1/ each) wrote one
     post1_seg.nii.gz: the second case overwrote the first. Each case now has its own mask, for
-    DICOM case folders and for nnU-Net NIfTI pairs (<case>_0000 / _0001) alike."""
+    DICOM case folders and for nnU-Net NIfTI pairs (<case>_0000 / _0001) alike, here in one folder."""
     import subprocess
     import sys
 
@@ -65,15 +64,19 @@ def test_monai_alone_writes_one_mask_per_case(tmp_path, layout: str, folder: str
 
     from sum_monai.phantoms import generate
 
-    generate("mri", 2, tmp_path / "ph", seed=1, progress=False, overview=False, format=layout, size=(48, 40, 16))
+    inputs = tmp_path / "inputs"
+    generate("mri", 2, tmp_path / "dcm", seed=1, progress=False, overview=False, format="dicom", size=(48, 40, 16))
+    generate("mri", 2, tmp_path / "nii", seed=2, progress=False, overview=False, format="nifti", size=(48, 40, 16))
+    shutil.copytree(tmp_path / "dcm" / "dicom", inputs)  # breast_0001/, breast_0002/ (pre/ + post1/ each)
+    for f in (tmp_path / "nii" / "imagesTr").iterdir():  # breast_0001_0000.nii.gz ... as cases nii_0001, nii_0002
+        shutil.copy(f, inputs / f.name.replace("breast_", "nii_"))
     out = tmp_path / "out"
     subprocess.run(
         [sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
-         "--bundle_root", ".", "--dataset_dir", str(tmp_path / "ph" / folder), "--output_dir", str(out),
-         "--roi_size", "[32,32,16]"],
+         "--bundle_root", ".", "--dataset_dir", str(inputs), "--output_dir", str(out), "--roi_size", "[32,32,16]"],
         cwd=BUNDLE.root, check=True, capture_output=True, text=True,
     )  # fmt: skip
     masks = sorted(p.name for p in out.rglob("*_seg.nii.gz"))
-    assert masks == ["breast_0001_seg.nii.gz", "breast_0002_seg.nii.gz"]
-    a, b = (np.asarray(nib.load(out / m).dataobj) for m in masks)
-    assert a.shape == b.shape == (48, 40, 16)
+    assert masks == ["breast_0001_seg.nii.gz", "breast_0002_seg.nii.gz", "nii_0001_seg.nii.gz", "nii_0002_seg.nii.gz"]
+    shapes = {np.asarray(nib.load(next(out.rglob(m))).dataobj).shape for m in masks}
+    assert shapes == {(48, 40, 16)}
