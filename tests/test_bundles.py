@@ -124,6 +124,7 @@ def test_shared_scripts_are_in_sync(name: str) -> None:
     assert stale_scripts(REPO_BUNDLES / name) == [], "run `sum-monai bundle sync-scripts`"
 
 
+@pytest.mark.slow  # 47 s; the same exports are compared with eager in test_exports.py, and verify runs ckpt_export
 @pytest.mark.parametrize("name", BUNDLE_NAMES)
 def test_exports_reproduce_the_checkpoint(name: str, tmp_path: Path) -> None:
     """ckpt_export (TorchScript) and onnx_export reload to the same outputs as the eager network."""
