@@ -102,3 +102,23 @@ def test_run_settings_change_nothing_in_the_trained_bundle(
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert (record["device"], record["num_workers"], record["cache_rate"]) == ("cpu", 1, 0.5)
     assert "overrides" not in record
+
+
+def test_bundle_scripts_import_only_inside_their_scope() -> None:
+    """Parsing a bundle config leaves no ``scripts`` module or bundle root behind; a parse inside a
+    running workflow's scope keeps the modules that run imported (no second copy of a class)."""
+    import sys
+
+    from sum_monai.bundle.run import bundle_imports, create_workflow
+
+    before = (list(sys.path), sorted(m for m in sys.modules if m.split(".")[0] == "scripts"))
+    wf = create_workflow(US, "evaluate")
+    inferer = wf.parser.get_parsed_content("validate#inferer")
+    assert type(inferer).__module__ == "scripts.ensemble"
+    assert (list(sys.path), sorted(m for m in sys.modules if m.split(".")[0] == "scripts")) == before
+    with bundle_imports(US.root):
+        import scripts.ensemble as outer
+
+        again = wf.parser.get_parsed_content("validate#inferer", lazy=False)  # parsed again, in a nested scope
+        assert sys.modules["scripts.ensemble"] is outer and type(again) is outer.EnsembleInferer
+    assert str(US.root) not in sys.path

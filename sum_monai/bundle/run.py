@@ -25,6 +25,10 @@ def _bundle_script_modules() -> list[str]:
     return [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]
 
 
+#: Bundle roots whose scope is open, innermost last (a parse inside a run must not close the run's scope).
+_OPEN: list[str] = []
+
+
 @contextlib.contextmanager
 def bundle_imports(root: str | Path) -> Iterator[None]:
     """Make ``import scripts`` find ``root/scripts`` for the duration of the block, and only then.
@@ -32,15 +36,22 @@ def bundle_imports(root: str | Path) -> Iterator[None]:
     Every bundle names its code package ``scripts``; inside the block the bundle root leads
     ``sys.path`` (as ``monai.bundle run`` puts it there) and any other bundle's ``scripts`` is set
     aside; afterwards ``sys.path`` and ``sys.modules`` are as they were, so running one bundle never
-    changes what the next one (or the caller) imports. Objects built inside keep their modules.
+    changes what the next one (or the caller) imports. Objects built inside keep their modules. A
+    block for the bundle whose block is already open (a config parsed while its workflow runs)
+    changes nothing, so the modules the run imported stay the ones it uses.
     """
     root = str(root)
+    if _OPEN and _OPEN[-1] == root:
+        yield
+        return
     saved_path = list(sys.path)
     saved = {m: sys.modules.pop(m) for m in _bundle_script_modules()}
     sys.path.insert(1, root)
+    _OPEN.append(root)
     try:
         yield
     finally:
+        _OPEN.pop()
         for name in _bundle_script_modules():
             del sys.modules[name]
         sys.path[:] = saved_path

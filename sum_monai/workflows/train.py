@@ -146,11 +146,12 @@ def train(
             raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
         _update_settings(record, device, initial_weights, num_workers, cache_rate)
         run_bundle = record.run_bundle(run_dir)
-        if recipe:  # checked on a scratch copy first: a refused change leaves the run's bundle as it was
-            with tempfile.TemporaryDirectory() as tmp:
-                _open_checked(write_recipe_bundle(run_bundle, Path(tmp) / run_bundle.name, recipe), record.settings(run_dir, True), run_dir)
-            write_recipe(run_bundle.root, recipe)
         with run_folder_lock(run_dir):
+            if recipe:  # checked on a scratch copy first: a refused change leaves the run's bundle as it was
+                with tempfile.TemporaryDirectory() as tmp:
+                    scratch = write_recipe_bundle(run_bundle, Path(tmp) / run_bundle.name, recipe)
+                    _open_checked(scratch, record.settings(run_dir, True), run_dir)
+                write_recipe(run_bundle.root, recipe)
             wf, trainer_state = _open_checked(run_bundle, record.settings(run_dir, True), run_dir)
             return _train_locked(run_bundle, run_dir, record, wf, trainer_state, True, nproc_per_node)
     if data is None:
