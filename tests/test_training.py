@@ -93,6 +93,32 @@ def test_mlflow_holds_params_metrics_artifacts_and_a_loadable_registered_model(u
         assert torch.allclose(out, scripted(x), atol=1e-6)
 
 
+def test_monai_alone_on_the_run_bundle_prints_the_figures_of_sum_monai_evaluate(us_run: tuple, tmp_path: Path) -> None:
+    """A run is a bundle: in its folder, `python -m monai.bundle run` with train.json + evaluate.json,
+    given only the datalist, the split and an output folder, prints the figures of
+    `sum-monai evaluate --run` (the recipe is in the configs; the normal-image share is the
+    bundle's own ``val_normal_marked``)."""
+    result, uri = us_run
+    ours = evaluate("breast_us_seg_2d", run=result.run_dir, split="test", tracking_uri=uri, output=tmp_path / "ours")
+    alone = tmp_path / "monai"
+    done = subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/evaluate.json']",
+         "--bundle_root", ".", "--data_list_file_path", str(result.run_dir / "datalist.json"), "--eval_split", "test",
+         "--output_dir", str(alone)],
+        cwd=result.trained_bundle, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.rsplit(",", 1) for line in (alone / "metrics.csv").read_text().splitlines() if line.strip()]
+    theirs = {k: float(v) for k, v in rows}
+    assert theirs["val_mean_dice"] == pytest.approx(ours.summary["all"]["dice"], abs=1e-4)
+    assert theirs["val_mean_iou"] == pytest.approx(ours.summary["all"]["iou"], abs=1e-4)
+    test = json.loads((result.run_dir / "datalist.json").read_text())["test"]
+    normals = sum(c["class"] == "normal" for c in test)
+    assert normals > 0  # the phantom split holds lesion-free images, so the share is measured
+    assert ours.summary["normal_images"]["n"] == normals
+    assert theirs["val_normal_marked"] == pytest.approx(ours.summary["normal_images"]["share_with_predicted_lesion"])
+
+
 def test_evaluation_writes_per_case_metrics_on_the_input_grid(us_run: tuple) -> None:
     result, uri = us_run
     ev = evaluate("breast_us_seg_2d", run=result.run_dir, split="test", tracking_uri=uri)

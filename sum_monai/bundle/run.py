@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 def _bundle_script_modules() -> list[str]:
-    return [m for m in sys.modules if m == "scripts" or m.startswith("scripts.")]
+    return [m for m in list(sys.modules) if m == "scripts" or m.startswith("scripts.")]  # other threads import too
 
 
 #: Bundle roots whose scope is open, innermost last (a parse inside a run must not close the run's scope).
@@ -53,7 +53,7 @@ def bundle_imports(root: str | Path) -> Iterator[None]:
     finally:
         _OPEN.pop()
         for name in _bundle_script_modules():
-            del sys.modules[name]
+            sys.modules.pop(name, None)
         sys.path[:] = saved_path
         sys.modules.update(saved)
 

@@ -167,17 +167,14 @@ def check_state_dict(
     )
 
 
-def network_from_bundle(
-    bundle: Bundle, overrides: Mapping[str, Any] | None = None, workflow: str = "inference"
-) -> torch.nn.Module:
-    """Instantiate ``network_def`` of the bundle's ``workflow`` configs (with ``overrides``), on the CPU.
+def network_from_bundle(bundle: Bundle, overrides: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """Instantiate ``network_def`` of the bundle's ``inference.json`` (with ad-hoc ``overrides``), on the CPU.
 
-    ``workflow`` matters for which overrides apply: those of a training run (e.g. ``loss#batch``)
-    only resolve in ``train`` / ``evaluate`` (train.json + evaluate.json), not in ``inference.json``.
+    A training run's bundle holds its recipe in its configs, so its network needs no overrides.
     """
     from sum_monai.bundle.run import create_workflow
 
-    parser = create_workflow(bundle, workflow, overrides).parser
+    parser = create_workflow(bundle, "inference", overrides).parser
     return parser.get_parsed_content("network_def", instantiate=True)
 
 
@@ -186,17 +183,16 @@ def load_checked_state_dict(
     checkpoint: str | Path | None = None,
     network: torch.nn.Module | None = None,
     overrides: Mapping[str, Any] | None = None,
-    workflow: str = "inference",
 ) -> dict[str, torch.Tensor]:
     """Load a checkpoint safely and check that it fits the bundle's network.
 
     Args:
         bundle: the bundle the weights are for.
         checkpoint: the ``.pt`` file; default the bundle's ``models/model.pt``.
-        network: the network to compare with; default ``network_def`` of ``workflow``'s configs
-            built with ``overrides``.
-        overrides: config overrides used to build the network (e.g. a changed ``num_classes``).
-        workflow: the configs the network is built from (see :func:`network_from_bundle`).
+        network: the network to compare with; default ``network_def`` of ``inference.json`` built
+            with ``overrides``.
+        overrides: ad-hoc ``inference.json`` values used to build the network (a training run's
+            bundle needs none).
 
     Returns:
         The state dict, ready for ``network.load_state_dict(state)``.
@@ -207,6 +203,6 @@ def load_checked_state_dict(
     """
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(bundle)
     state = _as_state_dict(path, load_weights_only(path))
-    net = network if network is not None else network_from_bundle(bundle, overrides, workflow)
+    net = network if network is not None else network_from_bundle(bundle, overrides)
     check_state_dict(state, net.state_dict(), path, network=f"network_def ({bundle.name})")
     return state
