@@ -1,17 +1,20 @@
 """Precision as a setting: what each request becomes on each device, and predict recording it.
 
 The CPU's own flags decide on the real machine; the other CPU kind is simulated by patching
-:func:`sum_monai.utils.precision.cpu_bf16_native` (the resolution rules, not the speed).
+``cpu_bf16_native`` of the bundles' ``scripts/precision.py`` (the resolution rules, not the speed).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
+from sum_monai.bundle.bundle_scripts import precision as bundle_prec
+from sum_monai.bundle.locate import Bundle
 from sum_monai.utils import precision as prec
 from sum_monai.utils.precision import resolve_precision
 
@@ -26,7 +29,7 @@ from sum_monai.utils.precision import resolve_precision
 def test_cpu_never_runs_an_emulated_precision(
     requested: str, native: bool, expected: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(prec, "cpu_bf16_native", lambda: native)
+    monkeypatch.setattr(bundle_prec, "cpu_bf16_native", lambda: native)
     p = resolve_precision(requested, "cpu")
     assert p.name == expected and p.device_type == "cpu" and p.requested == requested
     assert (p.dtype is torch.bfloat16) == (expected == "bf16")
@@ -76,3 +79,77 @@ def test_this_cpu_flags_decide(tmp_path: Path) -> None:
         masks[name] = [np.asarray(Image.open(out / p.relative_to(data).with_name(f"{p.stem}_seg.png"))) for p in images]
     agreement = np.mean([np.mean(a == b) for a, b in zip(masks["fp32"], masks["bf16"], strict=True)])
     assert agreement >= (0.99 if prec.cpu_bf16_native() else 1.0)
+
+
+@pytest.mark.parametrize("bundle", ["breast_us_seg_2d", "mammo_seg_2d", "breast_mri_seg_3d"])
+def test_each_bundle_runs_its_precision_setting_through_monais_engines(bundle: str) -> None:
+    """``precision`` replaced ``amp``: trainer and evaluators call ``engine_network`` and take
+    ``amp`` / ``amp_kwargs`` from ``scripts/precision.py``; on this CPU bf16 is what it resolves to."""
+    from sum_monai.bundle.run import create_workflow
+
+    for name, engines in (("train", ("train#trainer", "validate#evaluator")), ("inference", ("evaluator",))):
+        wf = create_workflow(Bundle.find(bundle), name, {"precision": "bf16", "device": "$torch.device('cpu')"})
+        assert "amp" not in wf.parser, "the CUDA-only amp flag is gone; precision replaces it"
+        assert wf.parser.get("precision") == "bf16"
+        engine_network = wf.parser.get_parsed_content("engine_network")
+        assert isinstance(engine_network, bundle_prec.CpuAutocast) == bundle_prec.cpu_bf16_native()
+        for engine in engines:
+            assert wf.parser.get(f"{engine}#network") == "@engine_network"
+            assert wf.parser.get_parsed_content(f"{engine}#amp") is False  # CPU: MONAI's CUDA autocast stays off
+            assert wf.parser.get_parsed_content(f"{engine}#amp_kwargs") == {}
+
+
+def test_cuda_precision_is_monais_own_amp(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert bundle_prec.cuda_amp("auto", "cuda") and bundle_prec.amp_kwargs("auto", "cuda:0") == {"dtype": torch.bfloat16}
+    assert bundle_prec.amp_kwargs("fp16", torch.device("cuda")) == {"dtype": torch.float16}
+    assert not bundle_prec.cuda_amp("fp32", "cuda") and bundle_prec.amp_kwargs("fp32", "cuda") == {}
+    net = torch.nn.Conv2d(1, 2, 3)
+    assert bundle_prec.network_for(net, "bf16", "cuda") is net  # MONAI autocasts on CUDA itself
+    assert not bundle_prec.cuda_amp("bf16", "cpu")  # MONAI Label hands the device over as a string
+
+
+def test_cpu_bf16_training_step_runs_bf16_inside_and_fp32_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What ``precision=bf16`` trains with on a CPU with native bf16 (simulated here, so emulated):
+    convolutions in bf16 on channels-last inputs, fp32 logits for the loss, fp32 parameters that
+    are the network's own (checkpoints of ``@network`` unchanged), and ensemble members alike."""
+    from monai.engines import SupervisedTrainer
+    from monai.losses import DiceFocalLoss
+    from monai.networks.nets import UNet
+
+    monkeypatch.setattr(bundle_prec, "cpu_bf16_native", lambda: True)
+    torch.manual_seed(0)
+    net = UNet(2, 1, 2, channels=(4, 8), strides=(2,))
+    wrapped = bundle_prec.network_for(net, "bf16", "cpu")
+    assert isinstance(wrapped, bundle_prec.CpuAutocast)
+    assert [k.removeprefix("network.") for k in wrapped.state_dict()] == list(net.state_dict())
+    inner: list[tuple[torch.dtype, bool]] = []
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda m, i, o: inner.append((o.dtype, i[0].is_contiguous(memory_format=torch.channels_last))))
+    before = conv.weight.detach().clone()
+    x = torch.rand(2, 1, 16, 16)
+    y = (torch.rand(2, 1, 16, 16) > 0.7).float()
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[{"image": x, "label": y}], network=wrapped,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1), loss_function=DiceFocalLoss(to_onehot_y=True, softmax=True),
+        amp=bundle_prec.cuda_amp("bf16", "cpu"),
+    )  # fmt: skip
+    trainer.run()
+    assert inner and inner[0][0] == torch.bfloat16
+    assert trainer.state.output[0]["pred"].dtype == torch.float32
+    assert net.state_dict()[next(iter(net.state_dict()))].dtype == torch.float32
+    assert not torch.equal(conv.weight.detach(), before)
+    assert math.isfinite(float(trainer.state.output[0]["loss"]))
+
+    from sum_monai.bundle.bundle_scripts.ensemble import EnsembleInferer
+
+    member_dtypes: list[torch.dtype] = []
+    ens = EnsembleInferer(network_def=net, checkpoint="")
+    other = UNet(2, 1, 2, channels=(4, 8), strides=(2,))
+    other_conv = next(m for m in other.modules() if isinstance(m, torch.nn.Conv2d))
+    other_conv.register_forward_hook(lambda m, i, o: member_dtypes.append(o.dtype))
+    monkeypatch.setattr(ens, "_load_members", lambda device: [other])
+    with torch.no_grad():
+        ens(x, wrapped)
+    assert member_dtypes == [torch.bfloat16], "every ensemble member runs in the configured precision"

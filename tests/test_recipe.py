@@ -60,15 +60,15 @@ def test_an_id_no_config_defines_is_refused(tmp_path: Path) -> None:
 def test_run_settings_given_as_recipe_are_refused_with_their_option(tmp_path: Path) -> None:
     from sum_monai.workflows.train import train
 
-    with pytest.raises(ConfigError, match=r"cache_rate \(--cache-rate\), device \(--device\)"):
-        train(US, data=tmp_path, output=tmp_path / "run", overrides={"cache_rate": 0.5, "device": "cpu"})
+    with pytest.raises(ConfigError, match=r"cache_rate \(--cache-rate\), device \(--device\), precision \(--precision\)"):
+        train(US, data=tmp_path, output=tmp_path / "run", overrides={"cache_rate": 0.5, "device": "cpu", "precision": "bf16"})
     assert not (tmp_path / "run").exists()
 
 
 def test_run_settings_change_nothing_in_the_trained_bundle(
     tmp_path: Path, us_phantoms: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Device, workers, cache, warm start and folders reach the workflow, never the run's bundle."""
+    """Device, precision, workers, cache, warm start and folders reach the workflow, never the run's bundle."""
     import sum_monai.workflows.train as train_module
     from sum_monai.bundle.run import create_workflow
 
@@ -76,7 +76,7 @@ def test_run_settings_change_nothing_in_the_trained_bundle(
 
     def stop(wf: object, bundle: Bundle) -> None:  # the workflow as it would train, then an interrupt
         parser = wf.parser  # type: ignore[attr-defined]
-        seen.update({k: parser.get_parsed_content(k) for k in ("num_workers", "cache_rate", "initial_weights")})
+        seen.update({k: parser.get_parsed_content(k) for k in ("num_workers", "cache_rate", "initial_weights", "precision")})
         seen["device"] = str(parser.get_parsed_content("device"))
         raise KeyboardInterrupt
 
@@ -87,8 +87,11 @@ def test_run_settings_change_nothing_in_the_trained_bundle(
         train_module.train(
             US, data=us_phantoms, output=tmp_path / "run", epochs=2, overrides={"image_size": 32, "val_interval": 1},
             device="cpu", num_workers=1, cache_rate=0.5, initial_weights=weights, tracking_uri=f"sqlite:///{tmp_path / 'm.db'}",
+            precision="bf16",
         )  # fmt: skip
-    assert seen == {"num_workers": 1, "cache_rate": 0.5, "initial_weights": str(weights.resolve()), "device": "cpu"}
+    assert seen == {
+        "num_workers": 1, "cache_rate": 0.5, "initial_weights": str(weights.resolve()), "device": "cpu", "precision": "bf16",
+    }  # fmt: skip
     run_bundle = tmp_path / "run" / "bundle" / US.name
     written, source = configs(run_bundle), configs(US.root)
     recipe = {"image_size": 32, "val_interval": 1, "epochs": 2}
@@ -100,8 +103,18 @@ def test_run_settings_change_nothing_in_the_trained_bundle(
                 expected["network_data_format"][group][key]["spatial_shape"] = [32, 32]
         assert written[name] == expected, name
     record = json.loads((tmp_path / "run" / "run.json").read_text())
-    assert (record["device"], record["num_workers"], record["cache_rate"]) == ("cpu", 1, 0.5)
+    options = record["options"]
+    assert (options["device"], options["num_workers"], options["cache_rate"], options["precision"]) == ("cpu", 1, 0.5, "bf16")
     assert "overrides" not in record
+    # a run.json of 0.x kept its options as top-level fields: they load into the one options object
+    flat = {k: v for k, v in record.items() if k != "options"} | {"device": "cpu", "cache_rate": 0.5}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps(flat))
+    from sum_monai.workflows.rundir import RunRecord
+
+    old = RunRecord.load(tmp_path / "old")
+    assert (old.options.device, old.options.cache_rate, old.options.precision) == ("cpu", 0.5, None)
+    assert old.settings(tmp_path / "old").overrides()["cache_rate"] == 0.5
 
 
 def test_bundle_scripts_import_only_inside_their_scope() -> None:

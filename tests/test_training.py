@@ -314,7 +314,7 @@ def test_warm_start_begins_from_the_given_weights(us_run: tuple, us_phantoms: Pa
     assert len(convs) > 10
     for key in convs:
         torch.testing.assert_close(after[key], start[key], rtol=0, atol=0)
-    recorded = json.loads((result.run_dir / "run.json").read_text())["initial_weights"]
+    recorded = json.loads((result.run_dir / "run.json").read_text())["options"]["initial_weights"]
     assert recorded == str(first.model_pt.resolve())
     # a run setting, never written into the run's bundle; the recipe (loss#batch, training-only) is
     trained = json.loads((result.trained_bundle / "configs" / "train.json").read_text())

@@ -12,7 +12,7 @@ from pathlib import Path
 from sum_monai.utils.atomic import atomic_write_bytes
 
 CANONICAL = Path(__file__).resolve().parent / "bundle_scripts"
-SHARED = ("checkpoint.py", "checks.py", "ensemble.py", "lesions.py", "metrics.py", "pil.py", "tracking.py", "tta.py")
+SHARED = ("checkpoint.py", "checks.py", "ensemble.py", "lesions.py", "metrics.py", "pil.py", "precision.py", "tracking.py", "tta.py")
 
 
 def bundles_in(root: Path) -> list[Path]:

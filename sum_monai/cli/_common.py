@@ -23,6 +23,12 @@ def add_runtime_args(parser: argparse.ArgumentParser) -> None:
         help="auto (CUDA with mixed precision when present, else CPU), cpu, cuda or cuda:N",
     )  # fmt: skip
     parser.add_argument(
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+        help="auto (the bundle's precision: fp32 on CPUs, bf16/fp16 autocast on GPUs), fp32, bf16 (bf16 autocast with "
+        "channels-last on CPUs with AVX512-BF16 or AMX; on other CPUs it falls back to fp32 and the log says so), "
+        "fp16 (GPUs)",
+    )  # fmt: skip
+    parser.add_argument(
         "--tracking-uri", default=None,
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns.db here)",
     )  # fmt: skip

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         run_folds(
             args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
             device=args.device, tracking_uri=args.tracking_uri, num_workers=args.workers, cache_rate=args.cache_rate,
+            precision=args.precision,
         )  # fmt: skip
     report = report_folds(args.bundle, args.output, max_normal_fp=args.max_normal_fp)
     print(report.text)

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate(
         args.bundle, data=args.data, run=args.run, weights=args.weights, split=args.split, output=args.output,
         device=args.device, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides, args.config_files), seed=args.seed,
+        precision=args.precision,
     )  # fmt: skip
     print(f"\n{result.table}\n")
     print_table(

@@ -77,8 +77,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="override a bundle config value, e.g. --set image_size=128 (repeatable)",
     )  # fmt: skip
     p.add_argument(
-        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-        help="torch and openvino backends: auto (fp32 on CPUs, bf16/fp16 autocast on GPUs), fp32, bf16 (the fast path on CPUs "
+        "--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,
+        help="torch and openvino backends (default: the bundle's precision config value, auto): auto (fp32 on CPUs, "
+        "bf16/fp16 autocast on GPUs), fp32, bf16 (the fast path on CPUs "
         "with AVX512-BF16 or AMX; elsewhere it falls back to fp32 and the log says so), fp16 (GPUs)",
     )  # fmt: skip
     p.add_argument(

@@ -24,7 +24,7 @@ A run is a bundle: runs/<bundle>/<time>/bundle/<bundle>/ is written first, the b
 recipe (--set, --config, --epochs) in its configs, and training runs that folder; when it
 finishes its models/ holds model.pt (best validation Dice) and model.ts, ready for
 `python -m monai.bundle run`, `sum-monai evaluate/predict --bundle`, the model zoo and MONAI Label.
-What is not recipe (--data, --output, --device, --init, --workers, --cache-rate) is never written
+What is not recipe (--data, --output, --device, --precision, --init, --workers, --cache-rate) is never written
 into it. A killed run continues from its last finished epoch with --resume (checkpoints are
 written atomically). The run folder also holds learning_curve.png and the bundle zip; the MLflow
 run holds parameters, per-epoch metrics, artifacts and a new version of the registered model.
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         args.bundle, data=args.data, output=args.output, epochs=args.epochs, device=args.device,
         resume=args.resume, tracking_uri=args.tracking_uri, overrides=parse_overrides(args.overrides, args.config_files),
         nproc_per_node=args.nproc_per_node, seed=args.seed, initial_weights=args.init, num_workers=args.workers,
-        cache_rate=args.cache_rate,
+        cache_rate=args.cache_rate, precision=args.precision,
     )  # fmt: skip
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     print_table(

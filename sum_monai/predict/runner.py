@@ -188,7 +188,8 @@ class Predictor:
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
         overrides: config overrides (e.g. ``{"image_size": 128}`` if the model was trained so).
         pixel_spacing: pixel size in mm of PNG / JPEG inputs (they carry none), for areas in mm^2.
-        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch backend
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch backend (default: the
+            bundle's ``precision`` config value)
             (:mod:`sum_monai.utils.precision`: a precision the device would only emulate falls
             back to fp32, and the log and each case's JSON say so).
 
@@ -207,7 +208,7 @@ class Predictor:
         device: str | None = None,
         overrides: Mapping[str, Any] | None = None,
         pixel_spacing: tuple[float, ...] | None = None,
-        precision: str = "auto",
+        precision: str | None = None,
     ) -> None:
         from monai.transforms import Invertd, SaveImaged
 
@@ -243,7 +244,8 @@ class Predictor:
             parser = create_workflow(bundle, "inference", run_overrides).parser
             self.device = parser.get_parsed_content("device")
             try:
-                self.precision = resolve_precision(precision if backend in ("torch", "openvino") else "fp32", self.device)
+                requested = precision or (str(parser.get_parsed_content("precision")) if "precision" in parser else "auto")
+                self.precision = resolve_precision(requested if backend in ("torch", "openvino") else "fp32", self.device)
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             logger.info("precision %s (%s)", self.precision.name, self.precision.reason)
@@ -542,7 +544,7 @@ def predict(
     progress: bool = True,
     batch_size: int | None = None,
     workers: int = 0,
-    precision: str = "auto",
+    precision: str | None = None,
 ) -> PredictReport:
     """Predict every case of ``input_path`` into ``output_dir``.
 
@@ -562,7 +564,8 @@ def predict(
             bundles, 1 for 3D (a scanner-size volume's sliding-window buffers are large).
         workers: preprocessing processes; 0 (default): one background thread, which on a
             machine of few cores leaves the cores to the network.
-        precision: ``auto`` (default), ``fp32``, ``bf16``, ``fp16``; see :class:`Predictor`.
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16``; default the bundle's ``precision``
+            (see :class:`Predictor`).
 
     Returns:
         The report; ``exit_status`` is 1 when some cases failed.

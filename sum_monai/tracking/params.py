@@ -10,7 +10,7 @@ RECIPE_IDS = ("network_def", "loss", "optimizer", "lr_scheduler")
 #: Top-level scalar settings worth a parameter each.
 SCALAR_IDS = (
     "epochs", "batch_size", "learning_rate", "image_size", "roi_size", "pixdim", "val_interval",
-    "seed", "cache_rate", "num_samples", "num_classes", "amp", "device",
+    "seed", "cache_rate", "num_samples", "num_classes", "precision", "device",
 )  # fmt: skip
 
 

@@ -116,6 +116,7 @@ def run_folds(
     tracking_uri: str | None = None,
     num_workers: int | None = None,
     cache_rate: float | None = None,
+    precision: str | None = None,
 ) -> list[Path]:
     """Train the folds of a cross-validation (skipping finished ones, resuming killed ones).
 
@@ -128,7 +129,7 @@ def run_folds(
         epochs: total epochs per fold (``epochs`` in the config).
         device: as for ``sum-monai train``.
         tracking_uri: MLflow store.
-        num_workers, cache_rate: data-loading settings of every fold (not recipe).
+        num_workers, cache_rate, precision: data loading and precision of every fold (not recipe).
 
     Returns:
         the fold run folders, in fold order.
@@ -179,14 +180,17 @@ def run_folds(
         fold_overrides = dict(shared)
         fold_overrides.setdefault("val_interval", int(fold_overrides.get("epochs") or _config_epochs(bundle, shared)))
         if (fold_dir / "models" / "last.pt").is_file():
-            result = train(bundle, output=fold_dir, resume=True, device=device, num_workers=num_workers, cache_rate=cache_rate)
+            result = train(
+                bundle, output=fold_dir, resume=True, device=device, num_workers=num_workers, cache_rate=cache_rate,
+                precision=precision,
+            )  # fmt: skip
         else:
             fold_dir.mkdir(parents=True, exist_ok=True)
             fold_file = fold_dir / "datalist.json"
             atomic_write_text(fold_file, json.dumps(fold_datalist(datalist, data.resolve().parent, k), indent=1) + "\n")
             result = train(
                 bundle, fold_file, fold_dir, device=device, tracking_uri=uri, overrides=fold_overrides,
-                num_workers=num_workers, cache_rate=cache_rate,
+                num_workers=num_workers, cache_rate=cache_rate, precision=precision,
             )  # fmt: skip
         run = find_run(uri, bundle.name, result.run_name)
         if run is not None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from sum_monai.bundle.locate import Bundle
-from sum_monai.bundle.run import as_override_path, create_workflow, device_override, run_created
+from sum_monai.bundle.run import as_override_path, create_workflow, run_created
 from sum_monai.errors import ConfigError, DataError
 from sum_monai.reports.overlays import OverlayCase, write_overlay_grid
 from sum_monai.reports.tables import (
@@ -41,6 +41,7 @@ from sum_monai.tracking.settings import has_guard, mlflow_settings
 from sum_monai.utils.atomic import atomic_dir, atomic_write_text
 from sum_monai.workflows.data import SPLITS, absolute_paths, load_datalist, prepare_datalist
 from sum_monai.workflows.rundir import RUNS_ROOT, RunRecord
+from sum_monai.workflows.settings import RunOptions
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def evaluate(
     overrides: dict[str, Any] | None = None,
     seed: int = 0,
     max_overlays: int = 8,
+    precision: str | None = None,
 ) -> EvalResult:
     """Evaluate trained weights of ``bundle`` on one split of ``data``.
 
@@ -129,6 +131,8 @@ def evaluate(
             them (a run's bundle needs none: its recipe is in its configs).
         seed: split seed for a dataset folder.
         max_overlays: number of cases drawn in ``overlays.png``.
+        precision: ``auto`` / ``None`` (the bundle's ``precision``), ``fp32``, ``bf16``, ``fp16``
+            (what the device runs is decided by the bundle's ``scripts/precision.py``).
     """
     record = RunRecord.load(Path(run)) if run else None
     if record is not None:
@@ -139,7 +143,8 @@ def evaluate(
         raise ConfigError(f"{weights}: no trained weights (train first, or pass --weights / --run)")
     # the configs, parsed once: the weights are checked against this network (tensors only, same
     # layers and shapes, or a clear error) before anything is written; data paths are set later
-    wf = create_workflow(bundle, "evaluate", {**(overrides or {}), "ckpt_path": as_override_path(weights), **device_override(device)})
+    settings = RunOptions.given(device=device, precision=precision).overrides()
+    wf = create_workflow(bundle, "evaluate", {**(overrides or {}), "ckpt_path": as_override_path(weights), **settings})
     from sum_monai.bundle.weights import load_checked_state_dict
 
     load_checked_state_dict(bundle, weights, network=wf.parser.get_parsed_content("network_def", instantiate=True))

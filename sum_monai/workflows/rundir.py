@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from sum_monai.bundle.locate import Bundle
 from sum_monai.errors import ConfigError
 from sum_monai.utils.atomic import atomic_write_text
-from sum_monai.workflows.settings import RunSettings, recipe_part
+from sum_monai.workflows.settings import RunOptions, RunSettings, recipe_part
 
 RUNS_ROOT = Path("runs")
 
@@ -34,7 +34,7 @@ class RunRecord:
         run_name: MLflow run name (a resumed run continues the same MLflow run).
         tracking_uri: MLflow store.
         status: ``running``, ``finished`` or ``failed``.
-        device, initial_weights, num_workers, cache_rate: the run's settings (a resume reuses them).
+        options: the run's device, precision, warm start and resources (a resume reuses them).
     """
 
     bundle: str
@@ -45,10 +45,7 @@ class RunRecord:
     status: str = "running"
     mlflow_run_id: str = ""
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
-    device: str | None = None
-    initial_weights: str | None = None
-    num_workers: int | None = None
-    cache_rate: float | None = None
+    options: RunOptions = field(default_factory=RunOptions)
 
     @staticmethod
     def bundle_dir(run_dir: Path, name: str) -> Path:
@@ -61,11 +58,7 @@ class RunRecord:
 
     def settings(self, run_dir: Path, resume: bool = False) -> RunSettings:
         """The run's settings, as recorded."""
-        return RunSettings(
-            datalist=Path(self.datalist), run_dir=Path(run_dir), device=self.device, resume=resume,
-            initial_weights=Path(self.initial_weights) if self.initial_weights else None,
-            num_workers=self.num_workers, cache_rate=self.cache_rate,
-        )  # fmt: skip
+        return RunSettings(datalist=Path(self.datalist), run_dir=Path(run_dir), options=self.options, resume=resume)
 
     def save(self, run_dir: Path) -> None:
         """Write ``run_dir/run.json`` atomically."""
@@ -79,7 +72,10 @@ class RunRecord:
             raise ConfigError(f"{run_dir}: not a sum-monai run folder (no run.json)")
         content = json.loads(path.read_text())
         legacy = content.pop("overrides", None)
-        record = cls(**content)
+        # options were top-level fields of run.json before they were one object
+        flat = {f.name: content.pop(f.name) for f in fields(RunOptions) if f.name in content}
+        options = RunOptions(**(content.pop("options", None) or flat))
+        record = cls(**content, options=options)
         if legacy is not None:
             _migrate(record, Path(run_dir), legacy)
         return record
@@ -96,8 +92,8 @@ def _migrate(record: RunRecord, run_dir: Path, overrides: dict[str, Any]) -> Non
         from sum_monai.bundle.recipe import write_recipe_bundle
 
         write_recipe_bundle(Bundle.find(record.bundle), target, recipe_part(overrides))
-    if overrides.get("initial_weights") and not record.initial_weights:
-        record.initial_weights = str(overrides["initial_weights"])
+    if overrides.get("initial_weights") and not record.options.initial_weights:
+        record.options = replace(record.options, initial_weights=str(overrides["initial_weights"]))
 
 
 def new_run_dir(bundle_name: str, root: Path = RUNS_ROOT) -> Path:

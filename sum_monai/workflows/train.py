@@ -41,7 +41,7 @@ from sum_monai.tracking.settings import has_guard, mlflow_settings
 from sum_monai.utils.atomic import make_dir
 from sum_monai.workflows.data import prepare_datalist
 from sum_monai.workflows.rundir import RunRecord, latest_run_dir, new_run_dir
-from sum_monai.workflows.settings import RunSettings, check_recipe
+from sum_monai.workflows.settings import RunOptions, RunSettings, check_recipe
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +108,7 @@ def train(
     initial_weights: str | Path | None = None,
     num_workers: int | None = None,
     cache_rate: float | None = None,
+    precision: str | None = None,
 ) -> TrainResult:
     """Train ``bundle`` on ``data`` and complete the run (export, plots, bundle archive, registry).
 
@@ -133,18 +134,22 @@ def train(
             ``models/model.pt``), checked against the configured network before anything is written.
         num_workers: data-loader worker processes (default: the bundle's).
         cache_rate: share of the training set cached in memory (default: the bundle's).
+        precision: ``auto`` (the bundle's ``precision``), ``fp32``, ``bf16`` (bf16 autocast on a CPU
+            with AVX512-BF16 / AMX or a GPU; fp32 on other CPUs, and the log says so) or ``fp16`` (GPUs).
     """
     source = bundle if isinstance(bundle, Bundle) else Bundle.find(bundle)
     recipe = dict(overrides or {})
     if epochs is not None:
         recipe["epochs"] = int(epochs)
     check_recipe(recipe)
+    options = RunOptions.given(device, precision, initial_weights, num_workers, cache_rate)
+    _check_precision(options.precision)
     if resume:
         run_dir = Path(output) if output else latest_run_dir(source.name)
         record = RunRecord.load(run_dir)
         if not (run_dir / "models" / "last.pt").is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no models/last.pt: the run never finished an epoch)")
-        _update_settings(record, device, initial_weights, num_workers, cache_rate)
+        record.options = record.options.updated(options)  # options given again replace the recorded ones
         run_bundle = record.run_bundle(run_dir)
         with run_folder_lock(run_dir):
             if recipe:  # checked on a scratch copy first: a refused change leaves the run's bundle as it was
@@ -177,8 +182,7 @@ def train(
             record = RunRecord(
                 bundle=str(source.root), bundle_version=source.version, datalist=str(datalist.resolve()),
                 run_name=f"train-{run_dir.name}-{uuid.uuid4().hex[:6]}", tracking_uri=store.tracking_uri(tracking_uri),
-                device=None if device in (None, "auto") else device, num_workers=num_workers, cache_rate=cache_rate,
-                initial_weights=str(Path(initial_weights).resolve()) if initial_weights else None,
+                options=options,
             )  # fmt: skip
             wf, _ = _open_checked(run_bundle, record.settings(run_dir), run_dir)
         except BaseException:
@@ -190,19 +194,12 @@ def train(
         return _train_locked(run_bundle, run_dir, record, wf, {}, False, nproc_per_node)
 
 
-def _update_settings(
-    record: RunRecord, device: str | None, initial_weights: str | Path | None, num_workers: int | None,
-    cache_rate: float | None,
-) -> None:
-    """Settings given again with ``--resume`` replace the recorded ones."""
-    if device and device != "auto":
-        record.device = device
-    if initial_weights:
-        record.initial_weights = str(Path(initial_weights).resolve())
-    if num_workers is not None:
-        record.num_workers = num_workers
-    if cache_rate is not None:
-        record.cache_rate = cache_rate
+def _check_precision(precision: str | None) -> None:
+    """A precision name the bundles know, refused before anything is written."""
+    from sum_monai.utils.precision import PRECISIONS
+
+    if precision is not None and precision not in PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}; one of {', '.join(PRECISIONS)}")
 
 
 def _open_checked(run_bundle: Bundle, settings: RunSettings, run_dir: Path) -> tuple[Any, dict]:
@@ -217,11 +214,11 @@ def _open_checked(run_bundle: Bundle, settings: RunSettings, run_dir: Path) -> t
     wf = create_workflow(run_bundle, "train", settings.overrides())
     _check_schedule(wf.parser)
     network = None
-    if settings.initial_weights is not None and not settings.resume:
+    if settings.options.initial_weights is not None and not settings.resume:
         from sum_monai.bundle.weights import load_checked_state_dict
 
         network = wf.parser.get_parsed_content("network_def", instantiate=True)
-        load_checked_state_dict(run_bundle, settings.initial_weights, network=network)
+        load_checked_state_dict(run_bundle, settings.options.initial_weights, network=network)
     trainer_state: dict = {}
     if settings.resume:
         network = network or wf.parser.get_parsed_content("network_def", instantiate=True)

@@ -26,6 +26,8 @@ from typing import Any
 import torch
 from monai.inferers import Inferer, SimpleInferer
 
+from .precision import CpuAutocast
+
 __all__ = ["EnsembleInferer", "member_files"]
 
 
@@ -103,7 +105,10 @@ class EnsembleInferer(Inferer):
         return self._members
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
-        members = [network, *self._load_members(inputs.device)]
+        extra = self._load_members(inputs.device)
+        if isinstance(network, CpuAutocast):  # the configured precision runs every member
+            extra = [CpuAutocast(net) for net in extra]
+        members = [network, *extra]
         total = None
         for net in members:
             probs = torch.softmax(self.inferer(inputs, net, *args, **kwargs).float(), dim=1)
