@@ -77,7 +77,7 @@ PLAIN_LOADER = {
 }  # fmt: skip
 
 
-def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = False) -> dict:
+def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = False, precision: str = "fp32") -> dict:
     """Run the bundle's trainer with Ignite timers; per-epoch data / compute / wall seconds.
 
     Args:
@@ -85,6 +85,7 @@ def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = F
         threads: torch intra-op threads.
         epochs: epochs to run.
         plain_loader: replace the bundle's ``ThreadDataLoader`` by a plain ``DataLoader``.
+        precision: the bundle's ``precision`` setting (``bf16``: autocast on a CPU that has it).
     """
     from ignite.engine import Events
     from ignite.handlers import Timer
@@ -97,7 +98,7 @@ def bundle_loop(datalist: str, threads: int, epochs: int, plain_loader: bool = F
     rss_start = _peak_rss_mb()
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        overrides = _overrides(datalist, out, epochs) | (PLAIN_LOADER if plain_loader else {})
+        overrides = _overrides(datalist, out, epochs) | (PLAIN_LOADER if plain_loader else {}) | {"precision": precision}
         wf = create_workflow(Bundle.find(BUNDLE), "train", overrides)
         wf.initialize()
         trainer = wf.parser.get_parsed_content("train#trainer")  # builds the CacheDataset (fills the cache)
@@ -245,6 +246,7 @@ def naive_loop(datalist: str, threads: int, epochs: int) -> dict:
 def run(s: Settings) -> dict:
     """Both loops on the same ultrasound phantoms, each in its own spawned process, one after the other."""
     from bench.models import phantoms
+    from sum_monai.utils.precision import cpu_bf16_native
     from sum_monai.workflows.data import prepare_datalist
 
     data = phantoms("us", s.cases, s.workdir / BUNDLE / "phantoms_train", seed=0)
@@ -254,10 +256,12 @@ def run(s: Settings) -> dict:
     results = {}
     ctx = multiprocessing.get_context("spawn")
     loops = {
-        "bundle": (bundle_loop, False), "bundle_plain_loader": (bundle_loop, True), "naive": (naive_loop, None)
+        "bundle": (bundle_loop, (False,)), "bundle_plain_loader": (bundle_loop, (True,)), "naive": (naive_loop, ())
     }  # fmt: skip
-    for name, (fn, plain) in loops.items():
-        args = (datalist, s.threads, s.epochs) + (() if plain is None else (plain,))
+    if cpu_bf16_native():  # elsewhere precision bf16 falls back to fp32: the row would repeat the first
+        loops["bundle_bf16"] = (bundle_loop, (False, "bf16"))
+    for name, (fn, extra) in loops.items():
+        args = (datalist, s.threads, s.epochs, *extra)
         with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
             results[name] = pool.submit(fn, *args).result()
     return {"results": results, "epochs": s.epochs, "cases": s.cases}
@@ -293,6 +297,15 @@ def render(machine: Machine, out: dict, command: str) -> str:
                          ("bundle trainer, plain DataLoader (no prefetch thread)", p),
                          ("naive (plain Dataset, PIL every epoch, DataLoader)", n))
     ]  # fmt: skip
+    if "bundle_bf16" in out["results"]:
+        f = summary(out["results"]["bundle_bf16"])
+        rows.append(["bundle trainer, --precision bf16 (autocast, channels-last)", fmt(f["data_it"], 3), fmt(f["compute_it"], 3),
+                     f"{100 * f['share']:.1f} %", fmt(f["sps"]), fmt(f["cpu_per_sample"], 2), fmt(f["epoch_s"]),
+                     fmt(f["first_epoch_s"]), fmt(f["setup"]), fmt(f["peak_rss"], 0)])  # fmt: skip
+        bf16_line = f"bf16 training: {f['sps'] / b['sps']:.2f}x the fp32 bundle trainer's samples/s ({f['sps']:.1f} vs {b['sps']:.1f})."
+    else:
+        bf16_line = ("bf16 training: not measured on this CPU (no AVX512-BF16 or AMX; `--precision bf16` falls back to "
+                     "fp32 here, so the row would repeat the first).")  # fmt: skip
     met = "met" if b["share"] <= TARGET_DATA_SHARE else "not met"
     return "\n".join([
         "## Training (breast_us_seg_2d, 256x256, batch 8)", "", f"Command: `{command}`", "", machine.header(), "",
@@ -309,4 +322,6 @@ def render(machine: Machine, out: dict, command: str) -> str:
         f"**Target (data <= 10 % of each iteration): {met}**: {100 * b['share']:.1f} % with the bundle trainer "
         f"(naive loop: {100 * n['share']:.1f} %). Bundle trainer {b['sps'] / n['sps']:.2f}x the naive loop's "
         f"samples/s ({b['sps']:.1f} vs {n['sps']:.1f}).",
+        "",
+        bf16_line,
     ])  # fmt: skip

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,31 @@ from sum_monai.errors import ConfigError
 
 #: Config ids holding the transforms that read a case, in the order they are looked for.
 LOAD_IDS = ("load_transforms", "preprocessing")
+
+
+@dataclass(frozen=True)
+class InputChecks:
+    """What a bundle asks of its input images, for checks made before its transforms run.
+
+    Attributes:
+        loader: the bundle's own ``LoadImage`` (:func:`bundle_loader`).
+        modality: the DICOM Modality its metadata declares (None: any).
+        spatial_dims: 2 or 3 (the length of its input ``spatial_shape``).
+    """
+
+    loader: Callable[[str], Any]
+    modality: str | None
+    spatial_dims: int
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`sum_monai.datalists.validate.validate_datalist`."""
+        return {"loader": self.loader, "modality": self.modality, "spatial_dims": self.spatial_dims}
+
+
+def input_checks(bundle: Bundle) -> InputChecks:
+    """The :class:`InputChecks` of ``bundle`` (metadata and ``inference.json``)."""
+    meta = bundle.metadata["network_data_format"]["inputs"]["image"]
+    return InputChecks(bundle_loader(bundle), str(meta.get("modality") or "") or None, len(meta["spatial_shape"]))
 
 
 def bundle_loader(bundle: Bundle) -> Callable[[str], Any]:

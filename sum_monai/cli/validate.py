@@ -51,12 +51,9 @@ def run(args: argparse.Namespace) -> int:
     kwargs: dict[str, Any] = {}
     if args.bundle:
         from sum_monai.bundle.locate import Bundle
-        from sum_monai.bundle.readers import bundle_loader
+        from sum_monai.bundle.readers import input_checks
 
-        bundle = Bundle.find(args.bundle)
-        meta = bundle.metadata["network_data_format"]["inputs"]["image"]
-        kwargs = {"loader": bundle_loader(bundle), "modality": meta.get("modality") or None,
-                  "spatial_dims": len(meta["spatial_shape"])}  # fmt: skip
+        kwargs = input_checks(Bundle.find(args.bundle)).as_kwargs()
     report = validate_datalist(args.file, label_values=args.label_values, progress=not args.no_progress, **kwargs)
     cases = ", ".join(f"{k} {v}" for k, v in report.cases.items())
     values = ", ".join(f"{v:g}" for v in report.label_values)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sum_monai.errors import DataError
 from sum_monai.utils.atomic import atomic_write_text
@@ -99,27 +99,23 @@ def prepare_datalist(
     """
     from sum_monai.datalists.validate import validate_datalist
 
-    modality, spatial_dims, loader = None, None, None
+    checks: dict[str, Any] = {}
     if bundle is not None:
-        from sum_monai.bundle.readers import bundle_loader
+        from sum_monai.bundle.readers import input_checks
 
-        meta = bundle.metadata["network_data_format"]["inputs"]["image"]
-        modality, spatial_dims = str(meta.get("modality") or "") or None, len(meta["spatial_shape"])
-        loader = bundle_loader(bundle)
+        checks = input_checks(bundle).as_kwargs()
     data = Path(data)
     if data.is_dir():
         from sum_monai.datalists.build import build_datalist
 
         path = out_dir / "datalist.json"
-        built = build_datalist(detect_layout(data), data, path, seed=seed, loader=loader)
+        built = build_datalist(detect_layout(data), data, path, seed=seed, loader=checks.get("loader"))
         lesions = built["meta"].get("lesion_cases", {})
         content = load_datalist(path)
     else:
         path = data
         content = load_datalist(path)
-        lesions = validate_datalist(
-            path, progress=False, modality=modality, spatial_dims=spatial_dims, loader=loader
-        ).lesions
+        lesions = validate_datalist(path, progress=False, **checks).lesions
         base = path.resolve().parent
         if not all(item.get("case_id") for s in SPLITS for item in content.get(s, [])):
             from sum_monai.datalists.ids import case_id

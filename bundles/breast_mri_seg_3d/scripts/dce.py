@@ -55,6 +55,7 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,8 +321,20 @@ def scan_study(folder: str | Path) -> list[Stack]:
         StudyError: no DICOM file in the folder.
     """
     root = Path(folder).resolve()
-    files = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.rglob("*")) if p.is_file())
-    return [copy.copy(s) for s in _scan(str(root), files)]  # copies: phase selection annotates its stacks
+    return [copy.copy(s) for s in _scan(str(root), _signature(root))]  # copies: phase selection annotates its stacks
+
+
+def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, mtime, size) of every file below ``root``: one ``stat`` per entry."""
+    files = []
+    for path in sorted(root.rglob("*")):
+        try:
+            info = path.stat()
+        except OSError:  # removed while listing
+            continue
+        if stat.S_ISREG(info.st_mode):
+            files.append((str(path), info.st_mtime_ns, info.st_size))
+    return tuple(files)
 
 
 @functools.lru_cache(maxsize=16)
