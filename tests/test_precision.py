@@ -153,3 +153,45 @@ def test_cpu_bf16_training_step_runs_bf16_inside_and_fp32_outside(monkeypatch: p
     with torch.no_grad():
         ens(x, wrapped)
     assert member_dtypes == [torch.bfloat16], "every ensemble member runs in the configured precision"
+
+
+def test_int8_is_calibrated_then_checked_against_fp32_and_refused_below_the_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--backend openvino --precision int8``: NNCF calibrates on the datalist's training images,
+    the masks are compared with fp32 on its validation images, and below the threshold nothing is
+    predicted (on real BUSI the shipped ensemble is refused at Dice 0.98; docs/predict.md)."""
+    from test_predict import OVERRIDES, calibrated_weights, make_phantoms, set_flags
+
+    import sum_monai.predict.int8 as int8
+    from sum_monai.cli import main
+
+    data = make_phantoms("us", tmp_path / "us")
+    images = sorted(p for p in data.rglob("*.png") if "_mask" not in p.name)
+    weights = calibrated_weights("breast_us_seg_2d", [str(p) for p in images], tmp_path)
+    datalist = tmp_path / "calibration.json"
+    datalist.write_text(json.dumps({"training": [{"image": str(p)} for p in images[:2]], "validation": [{"image": str(images[2])}]}))
+    base = ["predict", "--bundle", "breast_us_seg_2d", "--weights", str(weights), "--input", str(data), "--device", "cpu",
+            "--no-progress", *set_flags(OVERRIDES["breast_us_seg_2d"])]  # fmt: skip
+    int8_args = ["--backend", "openvino", "--precision", "int8", "--calibration", str(datalist)]
+
+    monkeypatch.setattr(int8, "MIN_AGREEMENT", -1.0)  # any figure passes: the check still runs and is recorded
+    assert main([*base, "--output", str(tmp_path / "ok"), *int8_args]) == 0
+    records = [json.loads(p.read_text()) for p in (tmp_path / "ok").rglob("*.json")]
+    assert len(records) == len(images) and {r["precision"] for r in records} == {"int8"}
+    check = records[0]["int8_check"]
+    assert (check["calibration_images"], check["validation_images"]) == (2, 1) and 0.0 <= check["dice_vs_fp32"] <= 1.0
+
+    monkeypatch.setattr(int8, "MIN_AGREEMENT", 1.01)  # no model reaches it: refused before any case
+    capsys.readouterr()
+    assert main([*base, "--output", str(tmp_path / "refused"), *int8_args]) == 2
+    err = capsys.readouterr().err
+    assert "--precision int8 refused" in err and "on 1 validation images, below 1.01" in err
+    assert not (tmp_path / "refused").exists()
+
+    for extra, reason in (
+        (["--precision", "int8", "--calibration", str(datalist)], "is for --backend openvino"),
+        (["--backend", "openvino", "--precision", "int8"], "needs --calibration DATALIST"),
+    ):
+        assert main([*base, "--output", str(tmp_path / "x"), *extra]) == 2
+        assert reason in capsys.readouterr().err

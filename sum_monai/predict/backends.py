@@ -22,7 +22,7 @@ same backend (:func:`convert_members`), so every network pass runs in it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,11 +80,16 @@ class OpenVinoNetwork(torch.nn.Module):
 
     Args:
         path: the ``.onnx`` file (dynamic batch and spatial axes).
-        precision: ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``).
+        precision: ``fp32`` or ``bf16`` (OpenVINO's ``INFERENCE_PRECISION_HINT``), or ``int8``
+            (NNCF post-training quantisation on ``calibration``, the other layers in f32).
         threads: inference threads (default ``torch.get_num_threads()``).
+        calibration: network inputs to calibrate INT8 on (:mod:`sum_monai.predict.int8`).
     """
 
-    def __init__(self, path: str | Path, precision: str = "fp32", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, precision: str = "fp32", threads: int | None = None,
+        calibration: Sequence[torch.Tensor] | None = None,
+    ) -> None:  # fmt: skip
         try:
             import openvino as ov
         except ImportError as err:
@@ -92,7 +97,14 @@ class OpenVinoNetwork(torch.nn.Module):
         super().__init__()
         core = ov.Core()
         try:
-            model = core.read_model(str(path))
+            if precision == "int8":
+                if not calibration:
+                    raise ConfigError("--precision int8 needs calibration images (--calibration DATALIST)")
+                from sum_monai.predict.int8 import quantize
+
+                model = quantize(Path(path), calibration)
+            else:
+                model = core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", {
                 "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
                 "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads()),
@@ -168,6 +180,7 @@ def load_backend(
     model_file: str | Path | None = None,
     overrides: Mapping[str, Any] | None = None,
     precision: str = "fp32",
+    calibration: Sequence[torch.Tensor] | None = None,
 ) -> torch.nn.Module:
     """The network to predict with.
 
@@ -181,7 +194,8 @@ def load_backend(
         device: torch device for ``torch`` / ``torchscript`` (ONNX Runtime runs on the CPU).
         model_file: an existing ``model.ts`` / ``.onnx`` to use instead of exporting.
         overrides: the run's config overrides; those of ``network_def`` shape the export.
-        precision: the resolved precision (``fp32`` / ``bf16``) of the ``openvino`` backend.
+        precision: the resolved precision (``fp32`` / ``bf16`` / ``int8``) of the ``openvino`` backend.
+        calibration: network inputs for ``int8``.
 
     Raises:
         ConfigError: unknown backend, unreadable model file.
@@ -211,13 +225,14 @@ def load_backend(
             path = cached_export("onnx", bundle, weights_file, overrides, lambda out: export_onnx(
                 bundle, weights_file, out or work_dir / "model.onnx", input_shape=export_input_shape(bundle),
                 overrides=overrides))  # fmt: skip
-        return OnnxRuntimeNetwork(path) if backend == "onnx" else OpenVinoNetwork(path, precision)
+        return OnnxRuntimeNetwork(path) if backend == "onnx" else OpenVinoNetwork(path, precision, calibration=calibration)
     raise ConfigError(f"unknown backend {backend!r}; one of {', '.join(BACKENDS)}")
 
 
 def convert_members(
     inferer: Any, backend: str, bundle: Bundle, work_dir: Path, device: Any,
     overrides: Mapping[str, Any] | None = None, precision: str = "fp32",
+    calibration: Sequence[torch.Tensor] | None = None,
 ) -> int:  # fmt: skip
     """Run the further fold members of an ensemble inferer in ``backend`` too; how many there are.
 
@@ -230,7 +245,7 @@ def convert_members(
     def convert(network: torch.nn.Module, weights: str) -> torch.nn.Module:
         folder = work_dir / f"member-{Path(weights).stem}"
         folder.mkdir(parents=True, exist_ok=True)
-        return load_backend(backend, bundle, network, Path(weights), folder, device, None, overrides, precision)
+        return load_backend(backend, bundle, network, Path(weights), folder, device, None, overrides, precision, calibration)
 
     inferer.convert_members(convert)
     return len(inferer.weights)

@@ -189,7 +189,10 @@ class Predictor:
         overrides: config overrides (e.g. ``{"image_size": 128}`` if the model was trained so).
         pixel_spacing: pixel size in mm of PNG / JPEG inputs (they carry none), for areas in mm^2.
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch backend (default: the
-            bundle's ``precision`` config value)
+            bundle's ``precision`` config value), or ``int8`` for the ``openvino`` backend of a 2D
+            bundle: calibrated on ``calibration``'s training images and refused unless it agrees
+            with fp32 on its validation images (:mod:`sum_monai.predict.int8`).
+        calibration: a datalist JSON (``training`` and ``validation`` splits) for ``int8``.
             (:mod:`sum_monai.utils.precision`: a precision the device would only emulate falls
             back to fp32, and the log and each case's JSON say so).
 
@@ -209,6 +212,7 @@ class Predictor:
         overrides: Mapping[str, Any] | None = None,
         pixel_spacing: tuple[float, ...] | None = None,
         precision: str | None = None,
+        calibration: str | Path | None = None,
     ) -> None:
         from monai.transforms import Invertd, SaveImaged
 
@@ -245,7 +249,10 @@ class Predictor:
             self.device = parser.get_parsed_content("device")
             try:
                 requested = precision or (str(parser.get_parsed_content("precision")) if "precision" in parser else "auto")
-                self.precision = resolve_precision(requested if backend in ("torch", "openvino") else "fp32", self.device)
+                if requested == "int8":
+                    self.precision = self._int8_precision(backend, model_file, calibration)
+                else:
+                    self.precision = resolve_precision(requested if backend in ("torch", "openvino") else "fp32", self.device)
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             logger.info("precision %s (%s)", self.precision.name, self.precision.reason)
@@ -284,15 +291,49 @@ class Predictor:
 
                     torch.save(state, weights_file)
             self.weights_sha256 = _sha256(self.weights)
+            self.int8 = None
+            calib: list[Any] | None = None
+            if self.precision.name == "int8":  # fp32 reference first, with the eager network and members
+                from sum_monai.predict.int8 import masks_of, split_inputs
+
+                calib = split_inputs(Path(str(calibration)), "training", self.preprocessing)
+                checked = split_inputs(Path(str(calibration)), "validation", self.preprocessing)
+                reference = masks_of(self.inferer, network, checked)
             self.network = load_backend(
                 backend, bundle, network, weights_file, self.scratch / "export", self.device, model_file, overrides,
-                self.precision.name,
+                self.precision.name, calib,
             )  # fmt: skip
             if backend != "torch":  # every fold member of an ensemble runs in the backend too
-                convert_members(self.inferer, backend, bundle, self.scratch / "export", self.device, overrides, self.precision.name)
+                convert_members(
+                    self.inferer, backend, bundle, self.scratch / "export", self.device, overrides, self.precision.name, calib
+                )  # fmt: skip
+            if calib is not None:
+                from sum_monai.predict.int8 import check_agreement
+
+                self.int8 = check_agreement(reference, masks_of(self.inferer, self.network, checked), len(calib))
         except BaseException:
             self.close()
             raise
+
+    def _int8_precision(self, backend: str, model_file: str | Path | None, calibration: str | Path | None) -> Any:
+        """The INT8 precision, where it can run (OpenVINO, a 2D bundle, its weights, a calibration datalist)."""
+        from sum_monai.utils.precision import Precision
+
+        if backend != "openvino":
+            raise ConfigError("--precision int8 is for --backend openvino (NNCF post-training quantisation)")
+        if self.spatial_dims != 2:
+            raise ConfigError(
+                f"--precision int8 is for 2D bundles: {self.bundle.name}'s network sees sliding windows, which "
+                "calibration on whole images would not represent"
+            )
+        if model_file is not None:
+            raise ConfigError("--precision int8 quantises the bundle's weights (--weights), not a given --model")
+        if calibration is None:
+            raise ConfigError(
+                "--precision int8 needs --calibration DATALIST: its training images calibrate, its validation images "
+                "check the agreement with fp32"
+            )
+        return Precision("int8", "int8", "cpu", "OpenVINO INT8 (NNCF post-training quantisation), checked against fp32")
 
     def close(self) -> None:
         """Remove the scratch folder."""
@@ -486,6 +527,7 @@ class Predictor:
                 bundle_version=self.bundle.version,
                 backend=self.backend,
                 precision=self.precision.name,
+                **({"int8_check": self.int8.as_record()} if self.int8 is not None else {}),
                 weights=str(self.weights),
                 weights_sha256=self.weights_sha256,
                 classes=self.class_names,
@@ -545,6 +587,7 @@ def predict(
     batch_size: int | None = None,
     workers: int = 0,
     precision: str | None = None,
+    calibration: str | Path | None = None,
 ) -> PredictReport:
     """Predict every case of ``input_path`` into ``output_dir``.
 
@@ -564,8 +607,10 @@ def predict(
             bundles, 1 for 3D (a scanner-size volume's sliding-window buffers are large).
         workers: preprocessing processes; 0 (default): one background thread, which on a
             machine of few cores leaves the cores to the network.
-        precision: ``auto``, ``fp32``, ``bf16``, ``fp16``; default the bundle's ``precision``
-            (see :class:`Predictor`).
+        precision: ``auto``, ``fp32``, ``bf16``, ``fp16``; default the bundle's ``precision``;
+            ``int8`` with ``backend="openvino"`` and ``calibration`` (see :class:`Predictor`).
+        calibration: datalist JSON whose training images calibrate INT8 and whose validation
+            images check its agreement with fp32.
 
     Returns:
         The report; ``exit_status`` is 1 when some cases failed.
@@ -596,7 +641,7 @@ def predict(
     try:
         result.mkdir()
         with Predictor(bundle, scratch / "work", weights, backend, model_file, device, overrides, pixel_spacing,
-                       precision) as predictor:  # fmt: skip
+                       precision, calibration) as predictor:  # fmt: skip
             records = _run_cases(predictor, cases, root, result, batch_size, workers, progress)
         write_predictions_csv(records, result / CSV_NAME)
         _swap_in(result, out, scratch)
