@@ -92,7 +92,8 @@ def test_each_bundle_runs_its_precision_setting_through_monais_engines(bundle: s
         assert "amp" not in wf.parser, "the CUDA-only amp flag is gone; precision replaces it"
         assert wf.parser.get("precision") == "bf16"
         engine_network = wf.parser.get_parsed_content("engine_network")
-        assert isinstance(engine_network, bundle_prec.CpuAutocast) == bundle_prec.cpu_bf16_native()
+        # the bundle's own scripts.precision module (not this package's copy): a marker, not isinstance
+        assert getattr(engine_network, "cpu_autocast", False) == bundle_prec.cpu_bf16_native()
         for engine in engines:
             assert wf.parser.get(f"{engine}#network") == "@engine_network"
             assert wf.parser.get_parsed_content(f"{engine}#amp") is False  # CPU: MONAI's CUDA autocast stays off
@@ -160,7 +161,7 @@ def test_int8_is_calibrated_then_checked_against_fp32_and_refused_below_the_thre
 ) -> None:
     """``--backend openvino --precision int8``: NNCF calibrates on the datalist's training images,
     the masks are compared with fp32 on its validation images, and below the threshold nothing is
-    predicted (on real BUSI the shipped ensemble is refused at Dice 0.98; docs/predict.md)."""
+    predicted (on real BUSI the shipped ensemble is refused at Dice 0.992; docs/predict.md)."""
     from test_predict import OVERRIDES, calibrated_weights, make_phantoms, set_flags
 
     import sum_monai.predict.int8 as int8

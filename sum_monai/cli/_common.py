@@ -20,7 +20,7 @@ def add_bundle_arg(parser: argparse.ArgumentParser) -> None:
 def add_runtime_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default="auto",
-        help="auto (CUDA with mixed precision when present, else CPU), cpu, cuda or cuda:N",
+        help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N (precision: --precision)",
     )  # fmt: skip
     parser.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16"), default=None,

@@ -115,6 +115,8 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         for name in ("highdicom", "onnx_ir", "onnxscript"):
             logging.getLogger(name).setLevel(logging.WARNING)
+    if args.calibration and args.precision != "int8":
+        raise ConfigError("--calibration is for --precision int8 (it calibrates and checks the INT8 model)")
     if args.model and args.backend == "torch":
         raise ConfigError("--model is for --backend torchscript, onnx or openvino (the torch backend uses --weights)")
     if (args.batch_size is not None and args.batch_size < 1) or args.workers < 0:

@@ -95,11 +95,11 @@ class OpenVinoNetwork(torch.nn.Module):
         except ImportError as err:
             raise ConfigError("--backend openvino needs OpenVINO: pip install 'sum_monai[bench]' (or openvino)") from err
         super().__init__()
+        if precision == "int8" and not calibration:
+            raise ConfigError("--precision int8 needs calibration images (--calibration DATALIST)")
         core = ov.Core()
         try:
             if precision == "int8":
-                if not calibration:
-                    raise ConfigError("--precision int8 needs calibration images (--calibration DATALIST)")
                 from sum_monai.predict.int8 import quantize
 
                 model = quantize(Path(path), calibration)

@@ -7,8 +7,9 @@
    (``nncf.quantize``, OpenVINO backend) calibrates every network of the bundle on them (the
    fold members of an ensemble each on the same inputs);
 2. up to :data:`MAX_IMAGES` images of its ``validation`` split (never the calibration images) go
-   through the bundle's inferer twice, eager fp32 and INT8; the lesion masks (argmax not
-   background) are compared image by image (Dice; two empty masks agree);
+   through the bundle's inferer twice, eager fp32 and INT8; the lesion masks of its output (argmax
+   not background, at the network's resolution, before the bundle's lesion thresholds and island
+   filter) are compared image by image (Dice; two empty masks agree);
 3. a mean below :data:`MIN_AGREEMENT` (0.995) is refused with the figure, before any case is
    predicted: an INT8 model that changes masks is not a faster version of the same model.
 
@@ -87,10 +88,10 @@ def lesion_dice(reference: torch.Tensor, candidate: torch.Tensor) -> float:
     return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
 
 
-def masks_of(inferer: Any, network: Any, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """The inferer's output for each input, as float tensors."""
+def outputs_of(inferer: Any, network: Any, inputs: Sequence[torch.Tensor], device: Any = "cpu") -> list[torch.Tensor]:
+    """The inferer's output ``(C, *spatial)`` for each input (run on ``device``), as float CPU tensors."""
     with torch.no_grad():
-        return [torch.as_tensor(inferer(x, network)).float()[0] for x in inputs]
+        return [torch.as_tensor(inferer(x.to(device), network)).float()[0].cpu() for x in inputs]
 
 
 def check_agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch.Tensor], calibration_images: int) -> Int8Check:

@@ -106,7 +106,7 @@ class KineticMapWriter:
         names: dict[str, str] = {}
         tumour = np.asarray(label_map) > 0
         means: dict[str, float | None] = {}
-        arrays = {name: volume.detach().cpu().numpy().astype(np.float32) for name, volume in maps.items()}
+        arrays = {name: volume.detach().cpu().numpy().astype(np.float32, copy=False) for name, volume in maps.items()}
         # float maps of noisy tissue barely compress: gzip level 1 is ~4x faster than 6 for a few % more
         # bytes; zlib releases the GIL, so the maps compress side by side on two cores
         with ThreadPoolExecutor(max_workers=min(len(arrays), os.cpu_count() or 1) or 1) as pool:

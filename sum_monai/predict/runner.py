@@ -191,10 +191,10 @@ class Predictor:
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` for the torch backend (default: the
             bundle's ``precision`` config value), or ``int8`` for the ``openvino`` backend of a 2D
             bundle: calibrated on ``calibration``'s training images and refused unless it agrees
-            with fp32 on its validation images (:mod:`sum_monai.predict.int8`).
+            with fp32 on its validation images (:mod:`sum_monai.predict.int8`). A precision the
+            device would only emulate falls back to fp32, and the log and each case's JSON say so
+            (:mod:`sum_monai.utils.precision`).
         calibration: a datalist JSON (``training`` and ``validation`` splits) for ``int8``.
-            (:mod:`sum_monai.utils.precision`: a precision the device would only emulate falls
-            back to fp32, and the log and each case's JSON say so).
 
     Raises:
         ConfigError: bad weights (see :mod:`sum_monai.bundle.weights`), a postprocessing without
@@ -252,7 +252,9 @@ class Predictor:
                 if requested == "int8":
                     self.precision = self._int8_precision(backend, model_file, calibration)
                 else:
-                    self.precision = resolve_precision(requested if backend in ("torch", "openvino") else "fp32", self.device)
+                    # OpenVINO runs on the CPU whatever the torch device: its precision is the CPU's
+                    target = "cpu" if backend == "openvino" else self.device
+                    self.precision = resolve_precision(requested if backend in ("torch", "openvino") else "fp32", target)
             except ValueError as err:
                 raise ConfigError(str(err)) from err
             logger.info("precision %s (%s)", self.precision.name, self.precision.reason)
@@ -285,6 +287,7 @@ class Predictor:
                 network = parser.get_parsed_content("network")
                 state = load_checked_state_dict(bundle, self.weights, network=network)
                 network.load_state_dict(state)
+                network.eval()  # every use below is inference (the INT8 check runs it before any backend does)
                 weights_file = self.scratch / "export" / "weights.pt"
                 if backend != "torch":
                     import torch
@@ -294,11 +297,11 @@ class Predictor:
             self.int8 = None
             calib: list[Any] | None = None
             if self.precision.name == "int8":  # fp32 reference first, with the eager network and members
-                from sum_monai.predict.int8 import masks_of, split_inputs
+                from sum_monai.predict.int8 import outputs_of, split_inputs
 
                 calib = split_inputs(Path(str(calibration)), "training", self.preprocessing)
                 checked = split_inputs(Path(str(calibration)), "validation", self.preprocessing)
-                reference = masks_of(self.inferer, network, checked)
+                reference = outputs_of(self.inferer, network, checked, self.device)
             self.network = load_backend(
                 backend, bundle, network, weights_file, self.scratch / "export", self.device, model_file, overrides,
                 self.precision.name, calib,
@@ -310,7 +313,7 @@ class Predictor:
             if calib is not None:
                 from sum_monai.predict.int8 import check_agreement
 
-                self.int8 = check_agreement(reference, masks_of(self.inferer, self.network, checked), len(calib))
+                self.int8 = check_agreement(reference, outputs_of(self.inferer, self.network, checked, self.device), len(calib))
         except BaseException:
             self.close()
             raise
@@ -333,6 +336,10 @@ class Predictor:
                 "--precision int8 needs --calibration DATALIST: its training images calibrate, its validation images "
                 "check the agreement with fp32"
             )
+        try:
+            import nncf  # noqa: F401
+        except ImportError as err:
+            raise ConfigError("--precision int8 needs NNCF: pip install 'sum_monai[bench]' (or nncf)") from err
         return Precision("int8", "int8", "cpu", "OpenVINO INT8 (NNCF post-training quantisation), checked against fp32")
 
     def close(self) -> None:

@@ -45,8 +45,8 @@ class RunOptions:
 
     Attributes:
         device: ``cpu``, ``cuda``, ``cuda:1``.
-        precision: ``fp32``, ``bf16`` or ``fp16`` (the bundle's ``precision``; the device decides
-            what runs, see ``scripts/precision.py``).
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (the bundle's ``precision``; the device
+            decides what runs, see ``scripts/precision.py``).
         initial_weights: warm start from these weights (absolute path).
         num_workers: data-loader workers.
         cache_rate: share of the training set cached in memory.
@@ -63,10 +63,12 @@ class RunOptions:
         cls, device: str | None = None, precision: str | None = None, initial_weights: str | Path | None = None,
         num_workers: int | None = None, cache_rate: float | None = None,
     ) -> RunOptions:
-        """Options as command options give them (``auto`` is the bundle's choice, paths made absolute)."""
+        """Options as command options give them (``--device auto``, the CLI default, is the bundle's
+        choice and never replaces a recorded device; ``--precision`` has no default, so an explicit
+        ``auto`` is kept; paths made absolute)."""
         return cls(
             device=None if device in (None, "auto") else device,
-            precision=None if precision in (None, "auto") else precision,
+            precision=precision,  # "auto" kept: given with --resume it replaces a recorded bf16
             initial_weights=_abs(Path(initial_weights)) if initial_weights else None,
             num_workers=num_workers, cache_rate=cache_rate,
         )  # fmt: skip

@@ -26,8 +26,6 @@ from typing import Any
 import torch
 from monai.inferers import Inferer, SimpleInferer
 
-from .precision import CpuAutocast
-
 __all__ = ["EnsembleInferer", "member_files"]
 
 
@@ -106,8 +104,8 @@ class EnsembleInferer(Inferer):
 
     def __call__(self, inputs: torch.Tensor, network: Callable[..., Any], *args: Any, **kwargs: Any) -> torch.Tensor:
         extra = self._load_members(inputs.device)
-        if isinstance(network, CpuAutocast):  # the configured precision runs every member
-            extra = [CpuAutocast(net) for net in extra]
+        if getattr(network, "cpu_autocast", False):  # scripts.precision.CpuAutocast: every member alike
+            extra = [type(network)(net) for net in extra]
         members = [network, *extra]
         total = None
         for net in members:

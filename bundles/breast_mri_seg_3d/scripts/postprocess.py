@@ -27,7 +27,9 @@ class InvertForegroundd(Invertd):
     linear interpolation with border padding (``Spacingd``'s default) keeps that sum, so the
     background channel is derived as ``1 - sum(foreground)`` instead of interpolated: the same
     probabilities up to float rounding, in half the time for two classes. Arguments as ``Invertd``
-    (channel 0 of each key is the background).
+    (channel 0 of each key is the background; a ``post_func`` sees the foreground channels only).
+    With zeros padding, or an inverted crop, the derived background is 1 outside the data where
+    ``Invertd`` gives 0: the labels are the same, the background probability there is not.
     """
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
@@ -81,8 +83,9 @@ class ChannelArgmaxd(MapTransform):
         d = dict(data)
         for key in self.key_iterator(d):
             probs = d[key]
-            labels = channel_argmax(torch.as_tensor(probs), self.dtype)
+            plain = probs.as_tensor() if isinstance(probs, MetaTensor) else torch.as_tensor(probs)
+            labels = channel_argmax(plain, self.dtype)
             if isinstance(probs, MetaTensor):
-                labels = MetaTensor(labels, meta=probs.meta, applied_operations=probs.applied_operations)
+                labels = MetaTensor(labels, meta=dict(probs.meta), applied_operations=list(probs.applied_operations))
             d[key] = labels
         return d

@@ -15,10 +15,11 @@ configs. It never picks a precision the hardware only emulates:
 Config use (``train.json``; ``inference.json`` alike)::
 
     "precision": "auto",
-    "engine_network": "$scripts.precision.network_for(@network, @precision, @device)",
+    "engine_network": {"_target_": "scripts.precision.network_for",
+                       "network": "@network", "precision": "@precision", "device": "@device"},
     "trainer": {..., "network": "@engine_network",
-                "amp": "$scripts.precision.cuda_amp(@precision, @device)",
-                "amp_kwargs": "$scripts.precision.amp_kwargs(@precision, @device)"}
+                "amp": {"_target_": "scripts.precision.cuda_amp", "precision": "@precision", "device": "@device"},
+                "amp_kwargs": {"_target_": "scripts.precision.amp_kwargs", "precision": "@precision", "device": "@device"}}
 
 ``engine_network`` shares its parameters with ``network``: checkpoints keep saving ``@network``.
 
@@ -120,6 +121,9 @@ class CpuAutocast(torch.nn.Module):
     Args:
         network: the module to run.
     """
+
+    #: a marker for code that must not import this module (an ensemble wraps its members alike)
+    cpu_autocast = True
 
     def __init__(self, network: torch.nn.Module) -> None:
         super().__init__()
