@@ -119,11 +119,10 @@ def test_registered_model_loads_from_the_server_and_predicts_the_bundles_mask(
     version = client.search_model_versions(f"name = '{BUNDLE}'")[0]
     assert version.run_id == tracked["record"]["mlflow_run_id"]
     assert version.tags["bundle_version"] == Bundle.find(BUNDLE).version
-    mlflow.set_tracking_uri(server.url)
-    try:
+    from sum_monai.tracking.store import using
+
+    with using(server.url):  # and back: mlflow.set_tracking_uri would leave $MLFLOW_TRACKING_URI set
         model = mlflow.pytorch.load_model(f"models:/{BUNDLE}/{version.version}")  # downloaded through the server
-    finally:
-        mlflow.set_tracking_uri("")
     trained = Bundle(tracked["run"] / "bundle" / BUNDLE)
     # the registered TorchScript is the trained network: same logits as the eager network and model.pt
     wf = create_workflow(trained, "inference", {"output_dir": str(tmp_path / "pp")})

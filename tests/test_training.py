@@ -83,8 +83,12 @@ def test_mlflow_holds_params_metrics_artifacts_and_a_loadable_registered_model(u
     version = client.get_model_version("breast_us_seg_2d", result.registered_version)
     assert version.tags["bundle_version"] == Bundle.find("breast_us_seg_2d").version
     assert version.run_id == result.mlflow_run_id
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pytorch.load_model(f"models:/breast_us_seg_2d/{result.registered_version}")
+    from sum_monai.tracking.store import using
+
+    # mlflow.set_tracking_uri also sets $MLFLOW_TRACKING_URI, which MONAI's MLFlowHandler prefers to
+    # the URI it is given: set for the rest of the process, it sent later tests' runs to this store
+    with using(uri):
+        model = mlflow.pytorch.load_model(f"models:/breast_us_seg_2d/{result.registered_version}")
     x = torch.rand(1, 1, 64, 64)
     scripted = torch.jit.load(str(result.model_ts))
     with torch.no_grad():
