@@ -83,9 +83,10 @@ def split_inputs(datalist: Path, split: str, preprocessing: Callable[[dict], dic
 
 def lesion_dice(reference: torch.Tensor, candidate: torch.Tensor) -> float:
     """Dice of the lesion masks (argmax over channels not 0) of two ``(C, *spatial)`` outputs; 1 when both are empty."""
-    a, b = reference.argmax(0) > 0, candidate.argmax(0) > 0
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+    from monai.metrics import compute_dice
+
+    a, b = ((t.argmax(0) > 0).float()[None, None] for t in (reference, candidate))
+    return float(compute_dice(b, a, include_background=True, ignore_empty=False)[0, 0])
 
 
 def outputs_of(inferer: Any, network: Any, inputs: Sequence[torch.Tensor], device: Any = "cpu") -> list[torch.Tensor]:

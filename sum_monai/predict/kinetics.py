@@ -109,7 +109,7 @@ class KineticMapWriter:
         arrays = {name: volume.detach().cpu().numpy().astype(np.float32, copy=False) for name, volume in maps.items()}
         # float maps of noisy tissue barely compress: gzip level 1 is ~4x faster than 6 for a few % more
         # bytes; zlib releases the GIL, so the maps compress side by side on two cores
-        with ThreadPoolExecutor(max_workers=min(len(arrays), os.cpu_count() or 1) or 1) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, min(len(arrays), os.cpu_count() or 1))) as pool:
             staged = {
                 name: pool.submit(save_nifti, stage / f"map{FILE_SUFFIXES[name]}.nii.gz", arr, grid, compresslevel=1)
                 for name, arr in arrays.items()
