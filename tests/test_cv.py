@@ -126,3 +126,35 @@ def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tupl
         torch.testing.assert_close(torch.softmax(inferer(x, net), 1), torch.softmax(tta(x, net), 1), atol=1e-6, rtol=1e-5)
         (tmp_path / "fold1.pt").rename(models / "fold1.pt")
         torch.testing.assert_close(torch.softmax(inferer(x, net), 1), expected, atol=1e-5, rtol=1e-4)
+
+
+def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    """``--init BUNDLE``: fold k warm-starts from the member trained for fold k (learning rate 0 keeps it unchanged)."""
+    import torch
+
+    from sum_monai.bundle.from_cv import package_cv
+
+    out, uri, _ = cv_run
+    packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
+    data = json.loads((out / "cv.json").read_text())["datalist"]
+    restart = tmp_path / "restart"
+    args = ["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--epochs", "1", "--tracking-uri", uri, *SMALL]
+    assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 0
+    assert json.loads((restart / "cv.json").read_text())["initial_weights"] == str(packaged.root.resolve())
+    for k, member in ((0, "model.pt"), (1, "fold1.pt")):
+        start = torch.load(packaged.root / "models" / member, weights_only=True)
+        trained = torch.load(restart / f"fold{k}" / "models" / "model.pt", weights_only=True)
+        weights = [n for n in start if n.endswith(".weight")]
+        assert weights and all(torch.equal(start[n], trained[n]) for n in weights)
+    first = torch.load(packaged.root / "models" / "model.pt", weights_only=True)
+    assert not all(torch.equal(first[n], start[n]) for n in weights)  # the two members differ: the pairing is real
+    # the same folder with another start is another CV; another pool or a missing member is refused before writing
+    assert main([*args, "--output", str(restart), "--set", "learning_rate=0"]) == 2
+    meta = packaged.root / "configs" / "metadata.json"
+    kept = meta.read_text()
+    meta.write_text(json.dumps({**json.loads(kept), "eval_metrics": {"cases": 99}}))
+    assert main([*args, "--output", str(tmp_path / "pool"), "--init", str(packaged.root)]) == 2
+    meta.write_text(kept)
+    (packaged.root / "models" / "fold1.pt").unlink()
+    assert main([*args, "--output", str(tmp_path / "missing"), "--init", str(packaged.root)]) == 2
+    assert not (tmp_path / "pool").exists() and not (tmp_path / "missing").exists()

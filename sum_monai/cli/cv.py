@@ -14,6 +14,7 @@ examples:
   sum-monai cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \\
       --config configs/busi_aug_nnunet.json --output runs/cv/busi_aug   # one lever more
   sum-monai cv ... --folds 0,1          # only these folds (others later, into the same --output)
+  sum-monai cv ... --init bundles/breast_us_seg_2d --output runs/cv/busi_restart   # fold k from member k
   sum-monai cv ... --no-train --package runs/cv/busi_bundle --version 0.4.0   # the fold ensemble as a bundle
 
 Fold k trains on the other folds into OUTPUT/fold<k>/ and is scored on fold k with the weights of
@@ -40,6 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="CV folder (fold runs in OUTPUT/fold<k>/)")
     p.add_argument("--epochs", type=int, help="epochs per fold")
     p.add_argument("--folds", type=_fold_list, help="train only these folds, e.g. 0,1 (default all)")
+    p.add_argument(
+        "--init", metavar="BUNDLE|WEIGHTS",
+        help="warm-start each fold: from the member of a CV-packaged bundle trained for that fold (it never saw the "
+        "fold), or from a weights file ({fold} in its path becomes the fold number); schedule and epochs start fresh",
+    )  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="only evaluate the folds already trained")
     p.add_argument(
         "--max-normal-fp", type=float, default=0.15, metavar="SHARE",
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         run_folds(
             args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
             device=args.device, tracking_uri=args.tracking_uri, num_workers=args.workers, cache_rate=args.cache_rate,
-            precision=args.precision,
+            precision=args.precision, initial_weights=args.init,
         )  # fmt: skip
     report = report_folds(args.bundle, args.output, max_normal_fp=args.max_normal_fp)
     print(report.text)

@@ -47,6 +47,7 @@ class CVRecord:
     overrides: dict[str, Any] = field(default_factory=dict)
     tracking_uri: str = ""
     parent_run_id: str = ""
+    initial_weights: str = ""
 
     def save(self, out: Path) -> None:
         atomic_write_text(out / CV_RECORD, json.dumps(self.__dict__, indent=2) + "\n")
@@ -85,6 +86,42 @@ def fold_datalist(datalist: dict[str, Any], base: Path, fold: int) -> dict[str, 
     return out
 
 
+def fold_start_weights(source: str | Path, fold: int) -> Path:
+    """The weights fold ``fold`` warm-starts from.
+
+    ``source`` is a CV-packaged bundle folder (``sum-monai cv --package``: ``models/model.pt`` is the
+    fold 0 model, ``models/fold<k>.pt`` the others), whose member for ``fold`` never saw the fold's
+    images; or a weights file, where ``{fold}`` in its name becomes the fold number
+    (``runs/cv/a/fold{fold}/models/model.pt``); a file without ``{fold}`` starts every fold alike and
+    must not have been trained on the pool.
+
+    Raises:
+        ConfigError: the weights of ``fold`` do not exist.
+    """
+    source = Path(str(source).replace("{fold}", str(fold)))
+    if source.is_dir():
+        source = source / "models" / ("model.pt" if fold == 0 else f"fold{fold}.pt")
+    if not source.is_file():
+        raise ConfigError(f"{source}: no warm-start weights for fold {fold} (--init: a CV-packaged bundle or a weights file)")
+    return source
+
+
+def _check_same_pool(source: Path, datalist: dict[str, Any], path: Path) -> None:
+    """A CV-packaged bundle's members only start their own folds if its CV had this pool (case count checked).
+
+    Raises:
+        DataError: the bundle's cross-validation counted another number of cases.
+    """
+    meta = source / "configs" / "metadata.json"
+    if not meta.is_file():
+        return
+    cases = json.loads(meta.read_text()).get("eval_metrics", {}).get("cases")
+    pool = sum(len(datalist.get(s, [])) for s in ("training", "validation"))
+    if cases is not None and int(cases) != pool:
+        raise DataError(path, f"{pool} cases, but the folds of {source} were cross-validated on {cases}: its members "
+                        "would start folds whose images they saw")
+
+
 def _parent_run(record: CVRecord, bundle: Bundle, name: str) -> str:
     """The MLflow parent run of the CV (created once, its id kept in ``cv.json``)."""
     from sum_monai.tracking import store
@@ -117,6 +154,7 @@ def run_folds(
     num_workers: int | None = None,
     cache_rate: float | None = None,
     precision: str | None = None,
+    initial_weights: str | Path | None = None,
 ) -> list[Path]:
     """Train the folds of a cross-validation (skipping finished ones, resuming killed ones).
 
@@ -130,13 +168,15 @@ def run_folds(
         device: as for ``sum-monai train``.
         tracking_uri: MLflow store.
         num_workers, cache_rate, precision: data loading and precision of every fold (not recipe).
+        initial_weights: warm start of every fold (:func:`fold_start_weights`: a CV-packaged bundle
+            gives each fold its own member, so no fold starts from weights that saw its images).
 
     Returns:
         the fold run folders, in fold order.
 
     Raises:
-        ConfigError: ``out`` holds a CV with another recipe or datalist.
-        DataError: the datalist has no folds.
+        ConfigError: ``out`` holds a CV with another recipe, datalist or start; a fold's start weights are missing.
+        DataError: the datalist has no folds, or ``initial_weights`` is a bundle cross-validated on another pool.
     """
     from sum_monai.tracking import store
     from sum_monai.tracking.runs import find_run, set_tags
@@ -153,22 +193,28 @@ def run_folds(
         shared["epochs"] = int(epochs)
     check_recipe(shared)  # before anything is written
     uri = store.tracking_uri(tracking_uri)
-    record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri)
+    init = str(Path(initial_weights).resolve()) if initial_weights else ""
+    record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri, initial_weights=init)
     earlier = CVRecord.load(out)
     if earlier is not None:
-        if (earlier.datalist, earlier.overrides, earlier.bundle) != (record.datalist, record.overrides, record.bundle):
+        if (earlier.datalist, earlier.overrides, earlier.bundle, earlier.initial_weights) != (
+            record.datalist, record.overrides, record.bundle, record.initial_weights
+        ):  # fmt: skip
             raise ConfigError(
                 f"{out} holds a cross-validation of another recipe or datalist ({out / CV_RECORD}); "
                 "choose another --output"
             )
         record = earlier
-    out.mkdir(parents=True, exist_ok=True)
-    record.parent_run_id = _parent_run(record, bundle, out.name)
-    record.save(out)
     chosen = list(range(n_folds)) if folds is None else list(folds)
     bad = [k for k in chosen if not 0 <= k < n_folds]
     if bad:
         raise ConfigError(f"no fold {bad[0]}: the datalist has folds 0..{n_folds - 1}")
+    if init:
+        _check_same_pool(Path(init), datalist, data)
+    starts = {k: fold_start_weights(init, k) for k in chosen} if init else {}  # all checked before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    record.parent_run_id = _parent_run(record, bundle, out.name)
+    record.save(out)
     fold_dirs = [out / f"fold{k}" for k in range(n_folds)]
     for k in chosen:
         fold_dir = fold_dirs[k]
@@ -190,7 +236,7 @@ def run_folds(
             atomic_write_text(fold_file, json.dumps(fold_datalist(datalist, data.resolve().parent, k), indent=1) + "\n")
             result = train(
                 bundle, fold_file, fold_dir, device=device, tracking_uri=uri, overrides=fold_overrides,
-                num_workers=num_workers, cache_rate=cache_rate, precision=precision,
+                num_workers=num_workers, cache_rate=cache_rate, precision=precision, initial_weights=starts.get(k),
             )  # fmt: skip
         run = find_run(uri, bundle.name, result.run_name)
         if run is not None:
