@@ -67,18 +67,48 @@ def measure(
         >>> m["lesion_count"], m["lesion_area_mm2"], m["predicted_class"], m["lesions"][0]["class"]
         (2, 1.25, 'malignant', 'benign')
     """
-    from skimage.measure import label, regionprops
+    from scipy.ndimage import find_objects
 
     lab = np.asarray(label_map)
-    prob = np.asarray(probabilities, dtype=np.float64)
+    prob = np.asarray(probabilities)
     if prob.shape[1:] != lab.shape:
         raise ValueError(f"probabilities {prob.shape} do not match the label map {lab.shape}")
     size_key = "area_mm2" if lab.ndim == 2 else "volume_mm3"
-    lesion_prob = 1.0 - prob[0]
-    components = label(lab > 0, connectivity=lab.ndim)
+    # float32 and the lesions' bounding box only: a scanner-size volume is 32 M voxels, its lesions a few thousand
+    lesion_prob = 1.0 - prob[0].astype(np.float32, copy=False)
+    inside = lab > 0
+    box = find_objects(inside.astype(np.uint8))
+    lesions = _lesions(lab, lesion_prob, box[0], class_names, voxel_size, size_key) if box else []
+    counts = np.bincount(lab.ravel(), minlength=len(class_names))
+    total = int(counts[1:].sum())
+    present = [int(v) for v in np.flatnonzero(counts) if v > 0]
+    return {
+        "lesion_count": len(lesions),
+        "lesion_pixels": total,
+        f"lesion_{size_key}": _round(total * voxel_size) if voxel_size is not None else None,
+        "predicted_class": class_names[present[-1]] if present else NO_LESION,
+        "class_pixels": {name: int(counts[i]) for i, name in enumerate(class_names)},
+        "probability": {
+            "lesion_mean": _round(lesion_prob[inside].mean(dtype=np.float64)) if total else None,
+            "lesion_max": _round(lesion_prob[inside].max()) if total else None,
+            "image_max": _round(lesion_prob.max()),
+        },
+        "lesions": lesions,
+    }
+
+
+def _lesions(
+    lab: np.ndarray, lesion_prob: np.ndarray, box: tuple[slice, ...], class_names: Sequence[str],
+    voxel_size: float | None, size_key: str,
+) -> list[dict[str, Any]]:
+    """The connected lesions inside ``box`` (the bounding box of every lesion voxel), largest first, in image coordinates."""
+    from skimage.measure import label, regionprops
+
+    offset = np.array([b.start for b in box])
+    crop = lab[box]
     lesions = []
-    for region in regionprops(components, intensity_image=lesion_prob):
-        votes = np.bincount(lab[region.slice][region.image].ravel(), minlength=len(class_names))
+    for region in regionprops(label(crop > 0, connectivity=lab.ndim), intensity_image=lesion_prob[box]):
+        votes = np.bincount(crop[region.slice][region.image].ravel(), minlength=len(class_names))
         votes[0] = 0
         cls = int(len(votes) - 1 - np.argmax(votes[::-1]))  # most voxels; ties to the higher class
         n = int(region.area)
@@ -87,8 +117,8 @@ def measure(
                 "class": class_names[cls],
                 "pixels": n,
                 size_key: _round(n * voxel_size) if voxel_size is not None else None,
-                "centroid": [round(float(c), 2) for c in region.centroid],
-                "bbox": [int(b) for b in region.bbox],
+                "centroid": [round(float(c), 2) for c in np.asarray(region.centroid) + offset],
+                "bbox": [int(b) for b in np.asarray(region.bbox) + np.tile(offset, 2)],
                 "prob_mean": _round(region.intensity_mean),
                 "prob_max": _round(region.intensity_max),
             }
@@ -96,22 +126,7 @@ def measure(
     lesions.sort(key=lambda d: -d["pixels"])
     for i, lesion in enumerate(lesions, start=1):
         lesion["index"] = i
-    inside = lab > 0
-    total = int(inside.sum())
-    present = sorted({int(v) for v in np.unique(lab) if v > 0})
-    return {
-        "lesion_count": len(lesions),
-        "lesion_pixels": total,
-        f"lesion_{size_key}": _round(total * voxel_size) if voxel_size is not None else None,
-        "predicted_class": class_names[present[-1]] if present else NO_LESION,
-        "class_pixels": {name: int((lab == i).sum()) for i, name in enumerate(class_names)},
-        "probability": {
-            "lesion_mean": _round(lesion_prob[inside].mean()) if total else None,
-            "lesion_max": _round(lesion_prob[inside].max()) if total else None,
-            "image_max": _round(lesion_prob.max()),
-        },
-        "lesions": lesions,
-    }
+    return lesions
 
 
 def csv_row(record: dict[str, Any]) -> dict[str, Any]:
