@@ -56,6 +56,23 @@ def eager(net: torch.nn.Module, channels_last: bool = False) -> Backend:
     return Backend("eager PyTorch" + (" (channels_last)" if channels_last else ""), run)
 
 
+def eager_bf16(net: torch.nn.Module) -> Backend:
+    """Eager PyTorch as ``sum-monai predict --precision bf16`` runs it: the precision rules' bf16 (autocast, channels-last).
+
+    Only meaningful where :func:`sum_monai.utils.precision.cpu_bf16_native` (elsewhere predict falls back to fp32).
+    """
+    from sum_monai.utils.precision import resolve_precision
+
+    precision = resolve_precision("bf16", "cpu")
+    net = net.eval().to(memory_format=torch.channels_last)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), precision.autocast():
+            return net(precision.layout(torch.from_numpy(x))).float().contiguous().numpy()
+
+    return Backend(f"eager PyTorch, --precision {precision.name} (autocast, channels_last)", run)
+
+
 def torchscript(path: str | Path, optimize: bool = False) -> Backend:
     """A TorchScript file (``model.ts``); ``optimize`` freezes it and runs ``optimize_for_inference``."""
     module = torch.jit.load(str(path), map_location="cpu").eval()

@@ -108,9 +108,13 @@ def builders(
     net: torch.nn.Module, ts: Path, onnx: Path, threads: int, shape: list[int], calib: list[np.ndarray]
 ) -> list[tuple[str, Callable[[], bk.Backend]]]:
     """Every backend to try, eager PyTorch first (the reference), as ``(label, build)`` pairs."""
+    from sum_monai.utils.precision import cpu_bf16_native
+
+    bf16 = [("eager PyTorch bf16 (predict --precision bf16)", lambda: bk.eager_bf16(net))] if cpu_bf16_native() else []
     return [
         ("eager PyTorch", lambda: bk.eager(net)),
         ("eager PyTorch (channels_last)", lambda: bk.eager(net, channels_last=True)),
+        *bf16,
         ("TorchScript", lambda: bk.torchscript(ts)),
         ("TorchScript (optimised)", lambda: bk.torchscript(ts, optimize=True)),
         *[
