@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.machine import Machine
@@ -181,13 +182,13 @@ def _bf16_agreement(folder: Path, work: Path) -> dict[str, float]:
             "speed_ratio": seconds["fp32"] / seconds["bf16"]}  # fmt: skip
 
 
-def _end_to_end(folder: Path, out: Path, batch_size: int, backend: str = "torch") -> float:
+def _end_to_end(folder: Path, out: Path, batch_size: int, backend: str = "torch", precision: str | None = None) -> float:
     """Images/s of :func:`predict` on the folder (everything it does, bundle set-up and exports included)."""
     from sum_monai.predict.runner import predict
 
     shutil.rmtree(out, ignore_errors=True)
     start = time.perf_counter()
-    report = predict(BUNDLE, folder, out, progress=False, batch_size=batch_size, backend=backend)
+    report = predict(BUNDLE, folder, out, progress=False, batch_size=batch_size, backend=backend, precision=precision)
     seconds = time.perf_counter() - start
     assert report.exit_status == 0, report.failed
     return len(report.records) / seconds
@@ -195,8 +196,11 @@ def _end_to_end(folder: Path, out: Path, batch_size: int, backend: str = "torch"
 
 def _mri(work: Path) -> dict[str, Any]:
     """One scanner-size DCE study phantom (DICOM) through ``predict``: generation and prediction seconds."""
+    import nibabel as nib
+
     from sum_monai.phantoms import generate
     from sum_monai.predict.runner import predict
+    from sum_monai.utils.precision import cpu_bf16_native
 
     study = work / "mri_study"
     shutil.rmtree(study, ignore_errors=True)
@@ -204,13 +208,27 @@ def _mri(work: Path) -> dict[str, Any]:
     generate("mri", 1, study, seed=0, progress=False, overview=False, size=MRI_SIZE, spacing=MRI_SPACING,
              layout="study", phases=(2,))  # fmt: skip
     made = time.perf_counter() - start
-    out = work / "mri_pred"
+    figures: dict[str, Any] = {"generate_s": made}
+    masks = {}
+    precisions = ["fp32", "bf16"] if cpu_bf16_native() else ["fp32"]
+    for precision in precisions:
+        out = work / f"mri_pred_{precision}"
+        shutil.rmtree(out, ignore_errors=True)
+        start = time.perf_counter()
+        report = predict(MRI_BUNDLE, study, out, progress=False, precision=precision)
+        figures[f"predict_s_{precision}"] = time.perf_counter() - start
+        assert report.exit_status == 0, report.failed
+        figures["shape"] = report.records[0]["spatial_shape"]
+        masks[precision] = np.asarray(nib.load(next(out.glob("*_seg.nii.gz"))).dataobj) > 0
+    if "bf16" in masks:
+        a, b = masks["fp32"], masks["bf16"]
+        total = int(a.sum() + b.sum())
+        figures["bf16_dice"] = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+    out = work / "mri_cli"
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    report = predict(MRI_BUNDLE, study, out, progress=False)
-    seconds = time.perf_counter() - start
-    assert report.exit_status == 0, report.failed
-    return {"generate_s": made, "predict_s": seconds, "shape": report.records[0]["spatial_shape"]}
+    figures["cli_s"] = _wall([sys.executable, "-m", "sum_monai", "predict", "--bundle", MRI_BUNDLE, "--input", str(study),
+                              "--output", str(out), "--no-progress"])  # fmt: skip
+    return figures
 
 
 def run(settings: Settings) -> Result:
@@ -237,6 +255,11 @@ def run(settings: Settings) -> Result:
         result.e2e[f"batch {batch}"] = _end_to_end(folder, work / f"out_b{batch}", batch)
     logger.info("end to end, OpenVINO")
     result.e2e["batch 8, --backend openvino (ONNX exports cached)"] = _end_to_end(folder, work / "out_ov", 8, "openvino")
+    from sum_monai.utils.precision import cpu_bf16_native
+
+    if cpu_bf16_native():
+        logger.info("end to end, --precision bf16")
+        result.e2e["batch 8, --precision bf16"] = _end_to_end(folder, work / "out_bf16", 8, precision="bf16")
     logger.info("bf16 agreement with fp32")
     result.bf16 = _bf16_agreement(folder, work / "bf16")
     if not settings.quick:
@@ -274,8 +297,14 @@ def render(machine: Machine, result: Result, command: str) -> str:
                      f"speed {b['speed_ratio']:.2f}x fp32; --precision bf16 is used only where native"))  # fmt: skip
     if result.mri:
         m = result.mri
-        rows.append((f"3D: one 2-channel DCE study {'x'.join(map(str, MRI_SIZE))} (DICOM) through `predict`",
-                     f"{fmt(m['predict_s'])} s", f"phantom generated in {fmt(m['generate_s'])} s; mask {m['shape']}"))  # fmt: skip
+        study = f"3D: one 2-channel DCE study {'x'.join(map(str, MRI_SIZE))} (DICOM)"
+        rows.append((f"{study} through `predict`, fp32, in this process", f"{fmt(m['predict_s_fp32'])} s",
+                     f"phantom generated in {fmt(m['generate_s'])} s; mask {m['shape']}"))  # fmt: skip
+        if "predict_s_bf16" in m:
+            rows.append((f"{study} through `predict --precision bf16`, in this process", f"{fmt(m['predict_s_bf16'])} s",
+                         f"mask Dice vs fp32 {m['bf16_dice']:.4f} (phantom weights)"))  # fmt: skip
+        rows.append((f"{study}: `sum-monai predict` in a fresh process (the bundle's precision)", f"{fmt(m['cli_s'])} s",
+                     "start-up, imports and the study"))  # fmt: skip
     return "\n".join([
         "## End-to-end prediction",
         "",

@@ -208,3 +208,18 @@ def test_predict_table_ratios_are_to_the_bundles_inferer() -> None:
     assert "(emulated: no AVX512-BF16/AMX)" in text and "lesion Dice 0.9973" in text
     native = Machine("Xeon", 2, 2, ["avx512_bf16", "amx_bf16"], {"python": "3.11"}, (0.1, 0.1, 0.1))
     assert "(native)" in render(native, result, "python -m bench predict")
+
+
+def test_predict_table_3d_rows_name_the_precision_and_the_fresh_process() -> None:
+    """The 3D rows: fp32 in this process, bf16 with its mask agreement where measured, the fresh process."""
+    from bench.predict import Result, render
+
+    machine = Machine("Test CPU", 2, 2, ["avx512_bf16"], {"python": "3.11"}, (0.1, 0.1, 0.1))
+    mri = {"generate_s": 80.0, "predict_s_fp32": 21.0, "predict_s_bf16": 15.5, "bf16_dice": 0.9981, "shape": [448, 448, 160],
+           "cli_s": 30.2}  # fmt: skip
+    text = render(machine, Result(source="1 image", n=1, mri=mri), "python -m bench predict")
+    assert "through `predict`, fp32, in this process | 21.0 s" in text
+    assert "through `predict --precision bf16`, in this process | 15.5 s | mask Dice vs fp32 0.9981" in text
+    assert "`sum-monai predict` in a fresh process (the bundle's precision) | 30.2 s" in text
+    del mri["predict_s_bf16"], mri["bf16_dice"]
+    assert "--precision bf16" not in render(machine, Result(source="1 image", n=1, mri=mri), "python -m bench predict")

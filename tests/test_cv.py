@@ -132,7 +132,8 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
     """``--init BUNDLE``: fold k warm-starts from the member trained for fold k (learning rate 0 keeps it unchanged)."""
     import torch
 
-    from sum_monai.bundle.from_cv import package_cv
+    from sum_monai.bundle.from_cv import cv_eval_metrics, package_cv
+    from sum_monai.workflows.cv import CVRecord
 
     out, uri, _ = cv_run
     packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
@@ -141,6 +142,8 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
     args = ["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--epochs", "1", "--tracking-uri", uri, *SMALL]
     assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 0
     assert json.loads((restart / "cv.json").read_text())["initial_weights"] == str(packaged.root.resolve())
+    metrics = cv_eval_metrics(json.loads((out / "cv_report.json").read_text()), CVRecord.load(restart))
+    assert "warm-started from the fold-k model of bundle" in metrics["warm_start"]
     for k, member in ((0, "model.pt"), (1, "fold1.pt")):
         start = torch.load(packaged.root / "models" / member, weights_only=True)
         trained = torch.load(restart / f"fold{k}" / "models" / "model.pt", weights_only=True)

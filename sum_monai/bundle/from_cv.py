@@ -31,6 +31,11 @@ def cv_eval_metrics(report: dict[str, Any], record: Any) -> dict[str, Any]:
         "folds_scored": [int(k) for k in report["folds"]],
         "cases": report["cases"],
     }
+    if getattr(record, "initial_weights", ""):  # sum-monai cv --init: each fold warm-started from its own earlier model
+        out["warm_start"] = (
+            f"fold k warm-started from the fold-k model of {Path(record.initial_weights).name} "
+            "(trained on the same folds: no fold starts from weights that saw its images)"
+        )
     if report["kind"] == "segmentation":
         final = report["rows"][-1]
         out["post_processing"] = report["chosen"]
