@@ -57,10 +57,12 @@ the same 64 images took 112 s under a profiler on a loaded machine. Of the one-i
 `import monai` is most (about 10 s: MONAI imports all its submodules), then the config parse and
 the five fold models. The OpenVINO end-to-end row reuses the five fold models' ONNX exports that
 its network-only row made (exports are cached by weights, config and library versions; a first
-run pays about 10 s per model). The 3D row runs in this process, MONAI already imported (a fresh
-process adds its start-up, about 10 s).
+run pays about 10 s per model). The in-process 3D rows run after one warm-up prediction of the
+same study (MONAI, ITK and the bundle loaded); the fresh-process row is what a user waits for one
+study, start-up included.
 bf16 agreement is measured whatever the CPU (emulated bf16 rounds the same way); `--precision
-bf16` runs bf16 only on CPUs with AVX512-BF16 or AMX, and falls back to fp32 elsewhere."""
+bf16` runs bf16 only on CPUs with AVX512-BF16 or AMX, and falls back to fp32 elsewhere; the
+bf16 end-to-end and 3D rows appear only where it is native."""
 
 
 @dataclass
