@@ -70,6 +70,8 @@ def measure(
     from scipy.ndimage import find_objects
 
     lab = np.asarray(label_map)
+    if lab.dtype.kind not in "biu":  # an argmax kept as floats: whole numbers, counted as integers
+        lab = lab.astype(np.int64)
     prob = np.asarray(probabilities)
     if prob.shape[1:] != lab.shape:
         raise ValueError(f"probabilities {prob.shape} do not match the label map {lab.shape}")
