@@ -98,6 +98,7 @@ def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tupl
     packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
     models = packaged.root / "models"
     assert sorted(p.name for p in models.iterdir()) == ["fold1.pt", "model.pt", "model.ts"]
+    assert "fold1.pt" in (packaged.root / "large_files.yml").read_text()  # the zoo list follows the new weights
     assert models.joinpath("model.pt").read_bytes() == (out / "fold0" / "models" / "model.pt").read_bytes()
     report = json.loads((out / "cv_report.json").read_text())
     parser = create_workflow(Bundle(packaged.root), "inference").parser
@@ -143,7 +144,7 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
     assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 0
     assert json.loads((restart / "cv.json").read_text())["initial_weights"] == str(packaged.root.resolve())
     metrics = cv_eval_metrics(json.loads((out / "cv_report.json").read_text()), CVRecord.load(restart))
-    assert "warm-started from the fold-k model of bundle" in metrics["warm_start"]
+    assert "warm-started from the fold-k model of bundle version 9.9.9" in metrics["warm_start"]
     for k, member in ((0, "model.pt"), (1, "fold1.pt")):
         start = torch.load(packaged.root / "models" / member, weights_only=True)
         trained = torch.load(restart / f"fold{k}" / "models" / "model.pt", weights_only=True)

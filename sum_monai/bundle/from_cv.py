@@ -32,8 +32,11 @@ def cv_eval_metrics(report: dict[str, Any], record: Any) -> dict[str, Any]:
         "cases": report["cases"],
     }
     if getattr(record, "initial_weights", ""):  # sum-monai cv --init: each fold warm-started from its own earlier model
+        source = Path(record.initial_weights)
+        meta = source / "configs" / "metadata.json"
+        version = f" version {json.loads(meta.read_text()).get('version')}" if meta.is_file() else ""
         out["warm_start"] = (
-            f"fold k warm-started from the fold-k model of {Path(record.initial_weights).name} "
+            f"fold k warm-started from the fold-k model of {source.name}{version} "
             "(trained on the same folds: no fold starts from weights that saw its images)"
         )
     if report["kind"] == "segmentation":
@@ -85,6 +88,7 @@ def package_cv(
     from sum_monai.bundle.export import add_weights, export_torchscript
     from sum_monai.bundle.recipe import write_recipe_bundle
     from sum_monai.bundle.run import create_workflow
+    from sum_monai.bundle.zoo import write_large_files
     from sum_monai.workflows.cv import CVRecord
     from sum_monai.workflows.rundir import RunRecord
 
@@ -120,4 +124,5 @@ def package_cv(
         meta_path.write_text(json.dumps(meta, indent=4) + "\n")
     packaged = Bundle(packaged.root)
     export_torchscript(packaged, packaged.root / "models" / "model.pt", packaged.root / "models" / "model.ts")
+    write_large_files(packaged)  # the zoo's list of the weight files with their md5, for the weights just written
     return packaged

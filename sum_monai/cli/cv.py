@@ -15,7 +15,7 @@ examples:
       --config configs/busi_aug_nnunet.json --output runs/cv/busi_aug   # one lever more
   sum-monai cv ... --folds 0,1          # only these folds (others later, into the same --output)
   sum-monai cv ... --init bundles/breast_us_seg_2d --output runs/cv/busi_restart   # fold k from member k
-  sum-monai cv ... --no-train --package runs/cv/busi_bundle --version 0.4.0   # the fold ensemble as a bundle
+  sum-monai cv ... --no-train --package runs/cv/busi_bundle --version 0.5.0   # the fold ensemble as a bundle
 
 Fold k trains on the other folds into OUTPUT/fold<k>/ and is scored on fold k with the weights of
 its last epoch (no epoch is picked on the fold's own images). Rerunning the same command skips

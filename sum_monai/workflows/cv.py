@@ -211,11 +211,12 @@ def run_folds(
         raise ConfigError(f"no fold {bad[0]}: the datalist has folds 0..{n_folds - 1}")
     if init:
         _check_same_pool(Path(init), datalist, data)
-    starts = {k: fold_start_weights(init, k) for k in chosen} if init else {}  # all checked before anything is written
+    fold_dirs = [out / f"fold{k}" for k in range(n_folds)]
+    fresh = [k for k in chosen if not (fold_dirs[k] / "models" / "last.pt").is_file()]  # the others resume
+    starts = {k: fold_start_weights(init, k) for k in fresh} if init else {}  # all checked before anything is written
     out.mkdir(parents=True, exist_ok=True)
     record.parent_run_id = _parent_run(record, bundle, out.name)
     record.save(out)
-    fold_dirs = [out / f"fold{k}" for k in range(n_folds)]
     for k in chosen:
         fold_dir = fold_dirs[k]
         state = RunRecord.load(fold_dir).status if (fold_dir / "run.json").is_file() else None
