@@ -32,7 +32,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench all
 
-# The two-stage BUSI recipe of the 0.3.0 weights (one split; the shipped 0.4.0 ensemble is busi-cv) (~2 h on 2 CPU cores):
+# The two-stage BUSI recipe of the 0.3.0 weights (one split; the shipped ensemble is busi-cv) (~2 h on 2 CPU cores):
 # leakage-free datalist, stage 1 (configs/busi.json), stage 2 warm-started from it
 # (configs/busi_finetune.json), then the validation table of the model card.
 BUSI ?= ../shared/data/busi
