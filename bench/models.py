@@ -142,6 +142,7 @@ def preprocess(bundle: Bundle, items: list[dict], image_size: int) -> tuple[np.n
         return images, None
     val = create_workflow(bundle, "train", overrides).parser.get_parsed_content("validate#preprocessing")
     labels = np.stack(
-        [np.asarray(val({"image": it["image"], "label": it["label"]})["label"])[0] for it in items]
+        # lesion_class too: the mammography labels are binary masks times the case's class (label_transforms)
+        [np.asarray(val({k: it[k] for k in ("image", "label", "lesion_class") if k in it})["label"])[0] for it in items]
     )
     return images, labels.astype(np.int64)
