@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -139,12 +140,14 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
     out, uri, _ = cv_run
     packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
     data = json.loads((out / "cv.json").read_text())["datalist"]
+    assert len(packaged.metadata["eval_metrics"]["folds_fingerprint"]) == 16
     restart = tmp_path / "restart"
     args = ["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--epochs", "1", "--tracking-uri", uri, *SMALL]
     assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 0
-    assert json.loads((restart / "cv.json").read_text())["initial_weights"] == str(packaged.root.resolve())
-    metrics = cv_eval_metrics(json.loads((out / "cv_report.json").read_text()), CVRecord.load(restart))
-    assert "warm-started from the fold-k model of bundle version 9.9.9" in metrics["warm_start"]
+    record = CVRecord.load(restart)
+    assert record.initial_weights == str(packaged.root.resolve()) and sorted(record.start_md5) == ["0", "1"]
+    metrics = cv_eval_metrics(json.loads((out / "cv_report.json").read_text()), record)
+    assert "fold-k member of bundle version 9.9.9 (the same folds)" in metrics["warm_start"]
     for k, member in ((0, "model.pt"), (1, "fold1.pt")):
         start = torch.load(packaged.root / "models" / member, weights_only=True)
         trained = torch.load(restart / f"fold{k}" / "models" / "model.pt", weights_only=True)
@@ -152,13 +155,24 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
         assert weights and all(torch.equal(start[n], trained[n]) for n in weights)
     first = torch.load(packaged.root / "models" / "model.pt", weights_only=True)
     assert not all(torch.equal(first[n], start[n]) for n in weights)  # the two members differ: the pairing is real
-    # the same folder with another start is another CV; another pool or a missing member is refused before writing
+    # a {fold} path inside the first CV is checked against that CV's folds, and labelled by it
+    by_path = tmp_path / "by_path"
+    assert main([*args, "--output", str(by_path), "--init", str(out / "fold{fold}" / "models" / "model.pt"),
+                 "--folds", "0"]) == 0  # fmt: skip
+    assert CVRecord.load(by_path).warm_start.startswith(f"fold k warm-started from fold k of the cross-validation {out.name}")
+    # refused before anything is written: another start in the same folder, other folds, a missing member
     assert main([*args, "--output", str(restart), "--set", "learning_rate=0"]) == 2
     meta = packaged.root / "configs" / "metadata.json"
     kept = meta.read_text()
-    meta.write_text(json.dumps({**json.loads(kept), "eval_metrics": {"cases": 99}}))
-    assert main([*args, "--output", str(tmp_path / "pool"), "--init", str(packaged.root)]) == 2
+    other = json.loads(kept)
+    other["eval_metrics"]["folds_fingerprint"] = "0" * 16
+    meta.write_text(json.dumps(other))
+    assert main([*args, "--output", str(tmp_path / "folds"), "--init", str(packaged.root)]) == 2
     meta.write_text(kept)
     (packaged.root / "models" / "fold1.pt").unlink()
     assert main([*args, "--output", str(tmp_path / "missing"), "--init", str(packaged.root)]) == 2
-    assert not (tmp_path / "pool").exists() and not (tmp_path / "missing").exists()
+    assert not (tmp_path / "folds").exists() and not (tmp_path / "missing").exists()
+    # a fold that restarts from scratch must start from the same weights as before (md5 kept in cv.json)
+    shutil.rmtree(restart / "fold1")
+    torch.save({n: v + 1 for n, v in start.items()}, packaged.root / "models" / "fold1.pt")
+    assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 2

@@ -31,14 +31,13 @@ def cv_eval_metrics(report: dict[str, Any], record: Any) -> dict[str, Any]:
         "folds_scored": [int(k) for k in report["folds"]],
         "cases": report["cases"],
     }
-    if getattr(record, "initial_weights", ""):  # sum-monai cv --init: each fold warm-started from its own earlier model
-        source = Path(record.initial_weights)
-        meta = source / "configs" / "metadata.json"
-        version = f" version {json.loads(meta.read_text()).get('version')}" if meta.is_file() else ""
-        out["warm_start"] = (
-            f"fold k warm-started from the fold-k model of {source.name}{version} "
-            "(trained on the same folds: no fold starts from weights that saw its images)"
-        )
+    if Path(record.datalist).is_file():  # lets `sum-monai cv --init` check a later CV has the same folds
+        from sum_monai.workflows.cv import folds_fingerprint
+        from sum_monai.workflows.data import load_datalist
+
+        out["folds_fingerprint"] = folds_fingerprint(load_datalist(Path(record.datalist)))
+    if getattr(record, "warm_start", ""):  # sum-monai cv --init
+        out["warm_start"] = record.warm_start
     if report["kind"] == "segmentation":
         final = report["rows"][-1]
         out["post_processing"] = report["chosen"]

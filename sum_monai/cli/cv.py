@@ -43,8 +43,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--folds", type=_fold_list, help="train only these folds, e.g. 0,1 (default all)")
     p.add_argument(
         "--init", metavar="BUNDLE|WEIGHTS",
-        help="warm-start each fold: from the member of a CV-packaged bundle trained for that fold (it never saw the "
-        "fold), or from a weights file ({fold} in its path becomes the fold number); schedule and epochs start fresh",
+        help="warm-start each fold: from the member of a CV-packaged bundle (folder or name) trained for that fold "
+        "on the same folds (checked), or from a weights path ({fold} becomes the fold number; checked against the "
+        "cv.json of the CV it lies in); schedule and epochs start fresh",
     )  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="only evaluate the folds already trained")
     p.add_argument(

@@ -39,6 +39,9 @@ class CVRecord:
         overrides: config overrides shared by every fold.
         tracking_uri: MLflow store.
         parent_run_id: the MLflow run that groups the folds.
+        initial_weights: ``--init`` as resolved (empty: every fold from scratch).
+        warm_start: what the packaged bundle's ``eval_metrics`` say of it.
+        start_md5: md5 of the weights each fold started from (a changed source is refused).
     """
 
     bundle: str
@@ -48,6 +51,8 @@ class CVRecord:
     tracking_uri: str = ""
     parent_run_id: str = ""
     initial_weights: str = ""
+    warm_start: str = ""
+    start_md5: dict[str, str] = field(default_factory=dict)
 
     def save(self, out: Path) -> None:
         atomic_write_text(out / CV_RECORD, json.dumps(self.__dict__, indent=2) + "\n")
@@ -86,40 +91,88 @@ def fold_datalist(datalist: dict[str, Any], base: Path, fold: int) -> dict[str, 
     return out
 
 
-def fold_start_weights(source: str | Path, fold: int) -> Path:
-    """The weights fold ``fold`` warm-starts from.
+def folds_fingerprint(datalist: dict[str, Any]) -> str:
+    """A short hash of the datalist's ``(case_id, fold)`` pairs: equal only for the same cases in the same folds."""
+    import hashlib
 
-    ``source`` is a CV-packaged bundle folder (``sum-monai cv --package``: ``models/model.pt`` is the
-    fold 0 model, ``models/fold<k>.pt`` the others), whose member for ``fold`` never saw the fold's
-    images; or a weights file, where ``{fold}`` in its name becomes the fold number
-    (``runs/cv/a/fold{fold}/models/model.pt``); a file without ``{fold}`` starts every fold alike and
-    must not have been trained on the pool.
+    pairs = sorted(f"{item.get('case_id')}:{item.get('fold')}" for s in ("training", "validation") for item in datalist.get(s, []))
+    return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
 
-    Raises:
-        ConfigError: the weights of ``fold`` do not exist.
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Where the folds of a CV warm-start from (``sum-monai cv --init``), checked against the CV's folds.
+
+    Attributes:
+        source: a CV-packaged bundle folder, or a weights path (``{fold}`` becomes the fold number).
+        label: what ``eval_metrics`` says of it (``warm_start``).
+        members: for a bundle, the fold each member was trained for (``eval_metrics.folds_scored``:
+            ``models/model.pt`` is the first, ``models/fold<k>.pt`` the others).
     """
-    source = Path(str(source).replace("{fold}", str(fold)))
-    if source.is_dir():
-        source = source / "models" / ("model.pt" if fold == 0 else f"fold{fold}.pt")
-    if not source.is_file():
-        raise ConfigError(f"{source}: no warm-start weights for fold {fold} (--init: a CV-packaged bundle or a weights file)")
-    return source
+
+    source: Path
+    label: str
+    members: tuple[int, ...] = ()
+
+    @classmethod
+    def resolve(cls, given: str | Path, datalist: dict[str, Any], path: Path) -> WarmStart:
+        """Resolve ``--init`` (a path, or a bundle name as ``--bundle`` takes) and check it fits these folds.
+
+        A bundle must have been cross-validated on the same folds (``eval_metrics.folds_fingerprint``,
+        or for older bundles the case count); a ``{fold}`` path inside another CV folder (its
+        ``cv.json``) must come from a CV of the same folds. A plain file starts every fold alike
+        and must not have been trained on the pool: that is the caller's word.
+
+        Raises:
+            DataError: the source's folds are not these.
+        """
+        text = str(given)
+        source = Path(text)
+        if not source.exists() and "{fold}" not in text:
+            source = Bundle.find(text).root
+        source = Path(str(source.resolve()))
+        mine = folds_fingerprint(datalist)
+        if source.is_dir():
+            meta = json.loads((source / "configs" / "metadata.json").read_text()).get("eval_metrics", {}) if (
+                source / "configs" / "metadata.json").is_file() else {}  # fmt: skip
+            pool = sum(len(datalist.get(s, [])) for s in ("training", "validation"))
+            theirs = meta.get("folds_fingerprint")
+            if (theirs is not None and theirs != mine) or (theirs is None and meta.get("cases") not in (None, pool)):
+                raise DataError(path, f"the folds of {source} are not this datalist's: its members would start folds "
+                                "whose images they saw")  # fmt: skip
+            version = json.loads((source / "configs" / "metadata.json").read_text()).get("version", "?")
+            label = f"fold k warm-started from the fold-k member of {source.name} version {version} (the same folds)"
+            return cls(source, label, tuple(int(k) for k in meta.get("folds_scored", [])))
+        cv_dir = next((d for d in Path(text.replace("{fold}", "0")).resolve().parents if (d / CV_RECORD).is_file()), None)
+        if "{fold}" in text and cv_dir is not None:
+            other = CVRecord.load(cv_dir)
+            if folds_fingerprint(load_datalist(Path(other.datalist))) != mine:
+                raise DataError(path, f"the folds of the cross-validation {cv_dir} are not this datalist's: its fold "
+                                "models would start folds whose images they saw")  # fmt: skip
+            return cls(source, f"fold k warm-started from fold k of the cross-validation {cv_dir.name} (the same folds)")
+        if "{fold}" in text:
+            return cls(source, f"fold k warm-started from {source} (fold k for {{fold}}; folds not checked)")
+        return cls(source, f"every fold warm-started from {source.name} (weights not trained on this pool)")
+
+    def weights(self, fold: int) -> Path:
+        """The weights fold ``fold`` starts from.
+
+        Raises:
+            ConfigError: they do not exist.
+        """
+        path = Path(str(self.source).replace("{fold}", str(fold)))
+        if path.is_dir():
+            first = self.members[0] if self.members else 0
+            path = path / "models" / ("model.pt" if fold == first else f"fold{fold}.pt")
+        if not path.is_file():
+            raise ConfigError(f"{path}: no warm-start weights for fold {fold} (--init: a CV-packaged bundle or a weights file)")
+        return path
 
 
-def _check_same_pool(source: Path, datalist: dict[str, Any], path: Path) -> None:
-    """A CV-packaged bundle's members only start their own folds if its CV had this pool (case count checked).
+def _md5(path: Path) -> str:
+    import hashlib
 
-    Raises:
-        DataError: the bundle's cross-validation counted another number of cases.
-    """
-    meta = source / "configs" / "metadata.json"
-    if not meta.is_file():
-        return
-    cases = json.loads(meta.read_text()).get("eval_metrics", {}).get("cases")
-    pool = sum(len(datalist.get(s, [])) for s in ("training", "validation"))
-    if cases is not None and int(cases) != pool:
-        raise DataError(path, f"{pool} cases, but the folds of {source} were cross-validated on {cases}: its members "
-                        "would start folds whose images they saw")
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def _parent_run(record: CVRecord, bundle: Bundle, name: str) -> str:
@@ -168,8 +221,8 @@ def run_folds(
         device: as for ``sum-monai train``.
         tracking_uri: MLflow store.
         num_workers, cache_rate, precision: data loading and precision of every fold (not recipe).
-        initial_weights: warm start of every fold (:func:`fold_start_weights`: a CV-packaged bundle
-            gives each fold its own member, so no fold starts from weights that saw its images).
+        initial_weights: warm start of every fold (:class:`WarmStart`: a CV-packaged bundle of the
+            same folds gives each fold its own member, so no fold starts from weights that saw its images).
 
     Returns:
         the fold run folders, in fold order.
@@ -193,15 +246,17 @@ def run_folds(
         shared["epochs"] = int(epochs)
     check_recipe(shared)  # before anything is written
     uri = store.tracking_uri(tracking_uri)
-    init = str(Path(initial_weights).resolve()) if initial_weights else ""
-    record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri, initial_weights=init)
+    warm = WarmStart.resolve(initial_weights, datalist, data) if initial_weights else None
+    init = str(warm.source) if warm else ""
+    record = CVRecord(str(bundle.root), str(data.resolve()), n_folds, shared, uri, initial_weights=init,
+                      warm_start=warm.label if warm else "")  # fmt: skip
     earlier = CVRecord.load(out)
     if earlier is not None:
         if (earlier.datalist, earlier.overrides, earlier.bundle, earlier.initial_weights) != (
             record.datalist, record.overrides, record.bundle, record.initial_weights
         ):  # fmt: skip
             raise ConfigError(
-                f"{out} holds a cross-validation of another recipe or datalist ({out / CV_RECORD}); "
+                f"{out} holds a cross-validation of another recipe, datalist or --init ({out / CV_RECORD}); "
                 "choose another --output"
             )
         record = earlier
@@ -209,11 +264,15 @@ def run_folds(
     bad = [k for k in chosen if not 0 <= k < n_folds]
     if bad:
         raise ConfigError(f"no fold {bad[0]}: the datalist has folds 0..{n_folds - 1}")
-    if init:
-        _check_same_pool(Path(init), datalist, data)
     fold_dirs = [out / f"fold{k}" for k in range(n_folds)]
     fresh = [k for k in chosen if not (fold_dirs[k] / "models" / "last.pt").is_file()]  # the others resume
-    starts = {k: fold_start_weights(init, k) for k in fresh} if init else {}  # all checked before anything is written
+    starts = {k: warm.weights(k) for k in fresh} if warm else {}  # all checked before anything is written
+    for k, path in starts.items():
+        digest, seen = _md5(path), record.start_md5.get(str(k))
+        if seen is not None and seen != digest:
+            raise ConfigError(f"{path}: not the weights fold {k} of {out} started from before (md5 changed); "
+                              "choose another --output")  # fmt: skip
+        record.start_md5[str(k)] = digest
     out.mkdir(parents=True, exist_ok=True)
     record.parent_run_id = _parent_run(record, bundle, out.name)
     record.save(out)
