@@ -71,7 +71,7 @@ def measure(
 
     lab = np.asarray(label_map)
     if lab.dtype.kind not in "biu":  # an argmax kept as floats: whole numbers, counted as integers
-        lab = lab.astype(np.int64)
+        lab = np.rint(lab).astype(np.int64)
     prob = np.asarray(probabilities)
     if prob.shape[1:] != lab.shape:
         raise ValueError(f"probabilities {prob.shape} do not match the label map {lab.shape}")
@@ -81,9 +81,9 @@ def measure(
     inside = lab > 0
     box = find_objects(inside.astype(np.uint8))
     lesions = _lesions(lab, lesion_prob, box[0], class_names, voxel_size, size_key) if box else []
-    counts = np.bincount(lab.ravel(), minlength=len(class_names))
-    total = int(counts[1:].sum())
-    present = [int(v) for v in np.flatnonzero(counts) if v > 0]
+    counts = [int(np.count_nonzero(lab == i)) for i in range(len(class_names))]
+    total = int(np.count_nonzero(inside))
+    present = [i for i in range(1, len(class_names)) if counts[i]]
     return {
         "lesion_count": len(lesions),
         "lesion_pixels": total,
@@ -109,7 +109,8 @@ def _lesions(
     offset = np.array([b.start for b in box])
     crop = lab[box]
     lesions = []
-    for region in regionprops(label(crop > 0, connectivity=lab.ndim), intensity_image=lesion_prob[box]):
+    probs = lesion_prob[box].astype(np.float64)  # the crop only: means summed in float64 as before
+    for region in regionprops(label(crop > 0, connectivity=lab.ndim), intensity_image=probs):
         votes = np.bincount(crop[region.slice][region.image].ravel(), minlength=len(class_names))
         votes[0] = 0
         cls = int(len(votes) - 1 - np.argmax(votes[::-1]))  # most voxels; ties to the higher class
