@@ -306,7 +306,7 @@ def render(machine: Machine, result: Result, command: str) -> str:
         if "predict_s_bf16" in m:
             rows.append((f"{study} through `predict --precision bf16`, in this process", f"{fmt(m['predict_s_bf16'])} s",
                          f"mask Dice vs fp32 {m['bf16_dice']:.4f} (phantom weights)"))  # fmt: skip
-        rows.append((f"{study}: `sum-monai predict` in a fresh process (the bundle's precision)", f"{fmt(m['cli_s'])} s",
+        rows.append((f"{study}: `sum-monai predict` in a fresh process (the bundle's precision: auto, fp32 on CPUs)", f"{fmt(m['cli_s'])} s",
                      "start-up, imports and the study"))  # fmt: skip
     return "\n".join([
         "## End-to-end prediction",

@@ -220,6 +220,6 @@ def test_predict_table_3d_rows_name_the_precision_and_the_fresh_process() -> Non
     text = render(machine, Result(source="1 image", n=1, mri=mri), "python -m bench predict")
     assert "through `predict`, fp32, in this process after one warm-up | 21.0 s" in text
     assert "through `predict --precision bf16`, in this process | 15.5 s | mask Dice vs fp32 0.9981" in text
-    assert "`sum-monai predict` in a fresh process (the bundle's precision) | 30.2 s" in text
+    assert "`sum-monai predict` in a fresh process (the bundle's precision: auto, fp32 on CPUs) | 30.2 s" in text
     del mri["predict_s_bf16"], mri["bf16_dice"]
     assert "--precision bf16" not in render(machine, Result(source="1 image", n=1, mri=mri), "python -m bench predict")
