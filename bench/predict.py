@@ -38,6 +38,7 @@ import torch
 
 from bench.machine import Machine
 from bench.report import fmt, table
+from sum_monai.utils.precision import cpu_bf16_native
 
 logger = logging.getLogger(__name__)
 
@@ -176,12 +177,17 @@ def _bf16_agreement(folder: Path, work: Path) -> dict[str, float]:
                     outs = [predictor.inferer(p.layout(b), predictor.network).float() for b in batches]
                 seconds[p.name] = time.perf_counter() - start
                 masks[p.name] = torch.cat(outs).argmax(1) > 0
-    dice = []
-    for a, b in zip(masks["fp32"], masks["bf16"], strict=True):
-        total = int(a.sum() + b.sum())
-        dice.append(1.0 if total == 0 else 2.0 * int((a & b).sum()) / total)
+    dice = [_mask_dice(a, b) for a, b in zip(masks["fp32"], masks["bf16"], strict=True)]
     return {"mean_dice": sum(dice) / len(dice), "min_dice": min(dice), "n": len(dice),
             "speed_ratio": seconds["fp32"] / seconds["bf16"]}  # fmt: skip
+
+
+def _mask_dice(a: Any, b: Any) -> float:
+    """Dice of two boolean masks (MONAI's ``compute_dice``; two empty masks agree: 1)."""
+    from monai.metrics import compute_dice
+
+    a, b = (torch.as_tensor(np.asarray(m)).float()[None, None] for m in (a, b))
+    return float(compute_dice(b, a, include_background=True, ignore_empty=False)[0, 0])
 
 
 def _end_to_end(folder: Path, out: Path, batch_size: int, backend: str = "torch", precision: str | None = None) -> float:
@@ -202,7 +208,6 @@ def _mri(work: Path) -> dict[str, Any]:
 
     from sum_monai.phantoms import generate
     from sum_monai.predict.runner import predict
-    from sum_monai.utils.precision import cpu_bf16_native
 
     study = work / "mri_study"
     shutil.rmtree(study, ignore_errors=True)
@@ -224,9 +229,7 @@ def _mri(work: Path) -> dict[str, Any]:
         figures["shape"] = report.records[0]["spatial_shape"]
         masks[precision] = np.asarray(nib.load(next(out.glob("*_seg.nii.gz"))).dataobj) > 0
     if "bf16" in masks:
-        a, b = masks["fp32"], masks["bf16"]
-        total = int(a.sum() + b.sum())
-        figures["bf16_dice"] = 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+        figures["bf16_dice"] = _mask_dice(masks["fp32"], masks["bf16"])
     out = work / "mri_cli"
     shutil.rmtree(out, ignore_errors=True)
     figures["cli_s"] = _wall([sys.executable, "-m", "sum_monai", "predict", "--bundle", MRI_BUNDLE, "--input", str(study),
@@ -258,8 +261,6 @@ def run(settings: Settings) -> Result:
         result.e2e[f"batch {batch}"] = _end_to_end(folder, work / f"out_b{batch}", batch)
     logger.info("end to end, OpenVINO")
     result.e2e["batch 8, --backend openvino (ONNX exports cached)"] = _end_to_end(folder, work / "out_ov", 8, "openvino")
-    from sum_monai.utils.precision import cpu_bf16_native
-
     if cpu_bf16_native():
         logger.info("end to end, --precision bf16")
         result.e2e["batch 8, --precision bf16"] = _end_to_end(folder, work / "out_bf16", 8, precision="bf16")

@@ -223,3 +223,15 @@ def test_predict_table_3d_rows_name_the_precision_and_the_fresh_process() -> Non
     assert "`sum-monai predict` in a fresh process (the bundle's precision: auto, fp32 on CPUs) | 30.2 s" in text
     del mri["predict_s_bf16"], mri["bf16_dice"]
     assert "--precision bf16" not in render(machine, Result(source="1 image", n=1, mri=mri), "python -m bench predict")
+
+
+def test_mask_dice_of_the_bf16_rows() -> None:
+    """Two empty masks agree (1.0); otherwise 2|A and B| / (|A| + |B|)."""
+    from bench.predict import _mask_dice
+
+    a = np.zeros((4, 4, 2), bool)
+    assert _mask_dice(a, a) == 1.0
+    b = a.copy()
+    a[0, :2] = True  # 4 voxels
+    b[0, 1:3] = True  # 4 voxels, 2 shared
+    assert abs(_mask_dice(a, b) - 0.5) < 1e-6 and _mask_dice(a, np.zeros_like(a)) == 0.0

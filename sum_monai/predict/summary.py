@@ -81,8 +81,9 @@ def measure(
     inside = lab > 0
     box = find_objects(inside.astype(np.uint8))
     lesions = _lesions(lab, lesion_prob, box[0], class_names, voxel_size, size_key) if box else []
+    in_lesions = lesion_prob[box[0]][inside[box[0]]] if box else np.zeros(0, np.float32)  # every lesion voxel lies in the box
     counts = [int(np.count_nonzero(lab == i)) for i in range(len(class_names))]
-    total = int(np.count_nonzero(inside))
+    total = int(in_lesions.size)
     present = [i for i in range(1, len(class_names)) if counts[i]]
     return {
         "lesion_count": len(lesions),
@@ -91,8 +92,8 @@ def measure(
         "predicted_class": class_names[present[-1]] if present else NO_LESION,
         "class_pixels": {name: int(counts[i]) for i, name in enumerate(class_names)},
         "probability": {
-            "lesion_mean": _round(lesion_prob[inside].mean(dtype=np.float64)) if total else None,
-            "lesion_max": _round(lesion_prob[inside].max()) if total else None,
+            "lesion_mean": _round(in_lesions.mean(dtype=np.float64)) if total else None,
+            "lesion_max": _round(in_lesions.max()) if total else None,
             "image_max": _round(lesion_prob.max()),
         },
         "lesions": lesions,

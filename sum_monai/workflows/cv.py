@@ -133,16 +133,16 @@ class WarmStart:
         source = Path(str(source.resolve()))
         mine = folds_fingerprint(datalist)
         if source.is_dir():
-            meta = json.loads((source / "configs" / "metadata.json").read_text()).get("eval_metrics", {}) if (
-                source / "configs" / "metadata.json").is_file() else {}  # fmt: skip
+            meta_file = source / "configs" / "metadata.json"
+            meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+            metrics = meta.get("eval_metrics", {})
             pool = sum(len(datalist.get(s, [])) for s in ("training", "validation"))
-            theirs = meta.get("folds_fingerprint")
-            if (theirs is not None and theirs != mine) or (theirs is None and meta.get("cases") not in (None, pool)):
+            theirs = metrics.get("folds_fingerprint")
+            if (theirs is not None and theirs != mine) or (theirs is None and metrics.get("cases") not in (None, pool)):
                 raise DataError(path, f"the folds of {source} are not this datalist's: its members would start folds "
                                 "whose images they saw")  # fmt: skip
-            version = json.loads((source / "configs" / "metadata.json").read_text()).get("version", "?")
-            label = f"fold k warm-started from the fold-k member of {source.name} version {version} (the same folds)"
-            return cls(source, label, tuple(int(k) for k in meta.get("folds_scored", [])))
+            label = f"fold k warm-started from the fold-k member of {source.name} version {meta.get('version', '?')} (the same folds)"
+            return cls(source, label, tuple(int(k) for k in metrics.get("folds_scored", [])))
         cv_dir = next((d for d in Path(text.replace("{fold}", "0")).resolve().parents if (d / CV_RECORD).is_file()), None)
         if "{fold}" in text and cv_dir is not None:
             other = CVRecord.load(cv_dir)
@@ -167,12 +167,6 @@ class WarmStart:
         if not path.is_file():
             raise ConfigError(f"{path}: no warm-start weights for fold {fold} (--init: a CV-packaged bundle or a weights file)")
         return path
-
-
-def _md5(path: Path) -> str:
-    import hashlib
-
-    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def _parent_run(record: CVRecord, bundle: Bundle, name: str) -> str:
@@ -231,6 +225,7 @@ def run_folds(
         ConfigError: ``out`` holds a CV with another recipe, datalist or start; a fold's start weights are missing.
         DataError: the datalist has no folds, or ``initial_weights`` is a bundle cross-validated on another pool.
     """
+    from sum_monai.bundle.zoo import md5
     from sum_monai.tracking import store
     from sum_monai.tracking.runs import find_run, set_tags
     from sum_monai.workflows.rundir import RunRecord
@@ -268,7 +263,7 @@ def run_folds(
     fresh = [k for k in chosen if not (fold_dirs[k] / "models" / "last.pt").is_file()]  # the others resume
     starts = {k: warm.weights(k) for k in fresh} if warm else {}  # all checked before anything is written
     for k, path in starts.items():
-        digest, seen = _md5(path), record.start_md5.get(str(k))
+        digest, seen = md5(path), record.start_md5.get(str(k))
         if seen is not None and seen != digest:
             raise ConfigError(f"{path}: not the weights fold {k} of {out} started from before (md5 changed); "
                               "choose another --output")  # fmt: skip
