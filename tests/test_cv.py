@@ -130,6 +130,28 @@ def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tupl
         torch.testing.assert_close(torch.softmax(inferer(x, net), 1), expected, atol=1e-5, rtol=1e-4)
 
 
+def test_folds_fingerprint_names_images_and_folds_not_the_salted_case_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another machine (another id salt, another folder for the datalist) gets the same fingerprint; other folds do not."""
+    from sum_monai.phantoms import generate
+    from sum_monai.workflows.cv import folds_fingerprint
+
+    generate("us", 12, tmp_path / "us", seed=5, size=(48, 48), progress=False)
+    prints, ids = [], []
+    for salt, out in (("machine-a", tmp_path / "folds.json"), ("machine-b", tmp_path / "elsewhere" / "folds.json")):
+        monkeypatch.setenv("SUM_MONAI_ID_SALT", salt)
+        assert main(["datalist", "busi", str(tmp_path / "us"), "--out", str(out), "--folds", "2", "--no-progress"]) == 0
+        datalist = json.loads(out.read_text())
+        prints.append(folds_fingerprint(datalist, out))
+        ids.append(sorted(item["case_id"] for item in datalist["training"] + datalist["validation"]))
+    assert ids[0] != ids[1] and prints[0] == prints[1]
+    moved = json.loads((tmp_path / "folds.json").read_text())
+    for item in moved["training"] + moved["validation"]:
+        item["fold"] = 1 - item["fold"]
+    assert folds_fingerprint(moved, tmp_path / "folds.json") != prints[0]
+
+
 def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tuple[Path, str, str], tmp_path: Path) -> None:
     """``--init BUNDLE``: fold k warm-starts from the member trained for fold k (learning rate 0 keeps it unchanged)."""
     import torch

@@ -46,6 +46,15 @@ def test_recorded_figures_are_out_of_fold_and_the_shipped_post_processing_is_the
     assert config["mirror_axes"] == ([0] if chosen["mirror"] else [])
 
 
+def test_the_recorded_folds_are_those_the_busi_pool_gives_on_any_machine(busi_pool: Path, tmp_path: Path) -> None:
+    """``cv --init breast_us_seg_2d`` on another machine: its datalist (another id salt) has the shipped folds."""
+    from sum_monai.workflows.cv import folds_fingerprint
+
+    folds = tmp_path / "folds.json"
+    assert main(["datalist", "busi", str(busi_pool), "--out", str(folds), "--folds", "5", "--seed", "0", "--no-progress"]) == 0
+    assert folds_fingerprint(json.loads(folds.read_text()), folds) == BUNDLE.metadata["eval_metrics"]["folds_fingerprint"]
+
+
 def test_weights_load_strictly_and_match_the_torchscript_export() -> None:
     net = network_from_bundle(BUNDLE).eval()
     net.load_state_dict(load_checked_state_dict(BUNDLE, network=net), strict=True)

@@ -35,7 +35,7 @@ def cv_eval_metrics(report: dict[str, Any], record: Any) -> dict[str, Any]:
         from sum_monai.workflows.cv import folds_fingerprint
         from sum_monai.workflows.data import load_datalist
 
-        out["folds_fingerprint"] = folds_fingerprint(load_datalist(Path(record.datalist)))
+        out["folds_fingerprint"] = folds_fingerprint(load_datalist(Path(record.datalist)), Path(record.datalist))
     if getattr(record, "warm_start", ""):  # sum-monai cv --init
         out["warm_start"] = record.warm_start
     if report["kind"] == "segmentation":

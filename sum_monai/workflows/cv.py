@@ -91,11 +91,29 @@ def fold_datalist(datalist: dict[str, Any], base: Path, fold: int) -> dict[str, 
     return out
 
 
-def folds_fingerprint(datalist: dict[str, Any]) -> str:
-    """A short hash of the datalist's ``(case_id, fold)`` pairs: equal only for the same cases in the same folds."""
-    import hashlib
+def folds_fingerprint(datalist: dict[str, Any], path: Path) -> str:
+    """A short hash of the datalist's ``(image, fold)`` pairs: equal only for the same cases in the same folds.
 
-    pairs = sorted(f"{item.get('case_id')}:{item.get('fold')}" for s in ("training", "validation") for item in datalist.get(s, []))
+    Images are named by their path under the dataset root (``meta.root``), not by ``case_id``: case
+    ids are keyed by a per-machine salt (:mod:`sum_monai.datalists.ids`), while the folds are not
+    (they are drawn from the raw file keys), so the same folds give the same fingerprint on any machine.
+
+    Args:
+        datalist: a folded datalist.
+        path: its file (image paths in it are relative to its folder).
+    """
+    import hashlib
+    import os
+
+    base = Path(path).resolve().parent
+    root = base / datalist.get("meta", {}).get("root", ".")
+
+    def name(item: dict[str, Any]) -> str:
+        image = item.get("image")
+        first = image[0] if isinstance(image, list) else str(image)
+        return Path(os.path.relpath(os.path.normpath(base / first), os.path.normpath(root))).as_posix()
+
+    pairs = sorted(f"{name(item)}:{item.get('fold')}" for s in ("training", "validation") for item in datalist.get(s, []))
     return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
 
 
@@ -131,7 +149,7 @@ class WarmStart:
         if not source.exists() and "{fold}" not in text:
             source = Bundle.find(text).root
         source = Path(str(source.resolve()))
-        mine = folds_fingerprint(datalist)
+        mine = folds_fingerprint(datalist, path)
         if source.is_dir():
             meta_file = source / "configs" / "metadata.json"
             meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -146,7 +164,7 @@ class WarmStart:
         cv_dir = next((d for d in Path(text.replace("{fold}", "0")).resolve().parents if (d / CV_RECORD).is_file()), None)
         if "{fold}" in text and cv_dir is not None:
             other = CVRecord.load(cv_dir)
-            if folds_fingerprint(load_datalist(Path(other.datalist))) != mine:
+            if folds_fingerprint(load_datalist(Path(other.datalist)), Path(other.datalist)) != mine:
                 raise DataError(path, f"the folds of the cross-validation {cv_dir} are not this datalist's: its fold "
                                 "models would start folds whose images they saw")  # fmt: skip
             return cls(source, f"fold k warm-started from fold k of the cross-validation {cv_dir.name} (the same folds)")
