@@ -178,12 +178,11 @@ def openvino_int8(
         calibration: a few preprocessed input batches (not the evaluation images).
         rest: inference precision of the layers left unquantised.
     """
-    import nncf
+    from sum_monai.predict.int8 import quantize
 
-    model = _openvino_model(path, shape)
     batches = [pad_batch(np.ascontiguousarray(c, dtype=np.float32), int(shape[0])) for c in calibration]
     samples = sum(len(c) for c in calibration)
-    quantized = nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
+    quantized = quantize(_openvino_model(path, shape), batches)
     run = _compile_openvino(quantized, threads, rest, shape)
     name = "OpenVINO INT8 (NNCF PTQ" + (", rest BF16)" if rest == "bf16" else ")")
     return Backend(name, run, note=f"calibrated on {samples} inputs")

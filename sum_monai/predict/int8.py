@@ -113,11 +113,22 @@ def check_agreement(reference: Sequence[torch.Tensor], candidate: Sequence[torch
     return check
 
 
-def quantize(model_path: Path, calibration: Sequence[torch.Tensor]) -> Any:
-    """NNCF post-training quantisation of an ONNX model on ``calibration`` inputs (an OpenVINO model)."""
+def quantize(model: Path | Any, calibration: Sequence[torch.Tensor | np.ndarray]) -> Any:
+    """NNCF post-training quantisation of an ONNX file (or an OpenVINO model) on ``calibration`` inputs.
+
+    The one place NNCF is called: ``--precision int8`` and the bench's INT8 rows share it.
+
+    Args:
+        model: the ONNX file, or an ``openvino.Model`` already read (e.g. reshaped to static shapes).
+        calibration: preprocessed input batches (not the images the agreement check scores).
+
+    Returns:
+        the quantised ``openvino.Model``.
+    """
     import nncf
     import openvino as ov
 
-    model = ov.Core().read_model(str(model_path))
-    batches = [np.ascontiguousarray(x.numpy(), dtype=np.float32) for x in calibration]
+    if isinstance(model, (str, Path)):
+        model = ov.Core().read_model(str(model))
+    batches = [np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32) for x in calibration]
     return nncf.quantize(model, nncf.Dataset(batches), subset_size=len(batches))
