@@ -46,8 +46,9 @@ busi: $(STAMP)
 
 # Cross-validated BUSI recipe (issue of the ultrasound generalisation): 5 group-aware folds over the
 # whole pool, each fold trained from scratch, scored out of fold (levers, operating point, mean +- sd),
-# then the same 30 epochs again with a fresh cosine schedule, fold k warm-started from its own fold-k
-# model (the shipped 0.5.0 weights; about 2 x 2.5 h on 2 CPU cores). Ship: sum-monai cv ... --no-train --package DIR
+# then the same 30 epochs twice more with a fresh cosine schedule, fold k warm-started from its own
+# fold-k model (the shipped 0.6.0 weights; about 3 x 2.5 h on 2 CPU cores, 1 h per restart with the 5 folds
+# trained at once). Ship: sum-monai cv ... --no-train --package DIR
 busi-cv: $(STAMP)
 	$(SUM) datalist busi $(BUSI) --out runs/cv/busi_folds.json --folds 5 --seed 0
 	$(SUM) cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \
@@ -55,6 +56,9 @@ busi-cv: $(STAMP)
 	$(SUM) cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \
 		--config configs/busi_batch_dice.json --init 'runs/cv/busi_bdice/fold{fold}/models/model.pt' \
 		--output runs/cv/busi_restart
+	$(SUM) cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \
+		--config configs/busi_batch_dice.json --init 'runs/cv/busi_restart/fold{fold}/models/model.pt' \
+		--output runs/cv/busi_restart2
 
 # mini-MIAS mammography from the raw folder: datalist with circle label maps and 5 woman-grouped
 # folds, then the cross-validation of configs/mias.json (FROC, film class, Dice; ~5 h on 2 CPU cores).
