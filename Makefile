@@ -47,8 +47,9 @@ busi: $(STAMP)
 # Cross-validated BUSI recipe (issue of the ultrasound generalisation): 5 group-aware folds over the
 # whole pool, each fold trained from scratch, scored out of fold (levers, operating point, mean +- sd),
 # then the same 30 epochs twice more with a fresh cosine schedule, fold k warm-started from its own
-# fold-k model (the shipped 0.6.0 weights; about 3 x 2.5 h on 2 CPU cores, 1 h per restart with the 5 folds
-# trained at once). Ship: sum-monai cv ... --no-train --package DIR
+# fold-k model (the shipped 0.6.0 weights; about 2.5 h per CV on
+# 2 CPU cores, 3 CVs; the second restart took 45 min as five 1-thread `--folds K` processes at once).
+# Ship: sum-monai cv ... --no-train --package DIR
 busi-cv: $(STAMP)
 	$(SUM) datalist busi $(BUSI) --out runs/cv/busi_folds.json --folds 5 --seed 0
 	$(SUM) cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --config configs/busi_cv.json \

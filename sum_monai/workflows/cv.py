@@ -106,12 +106,11 @@ def folds_fingerprint(datalist: dict[str, Any], path: Path) -> str:
     import os
 
     base = Path(path).resolve().parent
-    root = base / datalist.get("meta", {}).get("root", ".")
+    root = (base / datalist.get("meta", {}).get("root", ".")).resolve()
 
     def name(item: dict[str, Any]) -> str:
-        image = item.get("image")
-        first = image[0] if isinstance(image, list) else str(image)
-        return Path(os.path.relpath(os.path.normpath(base / first), os.path.normpath(root))).as_posix()
+        image = absolute_paths(item, base)["image"]
+        return Path(os.path.relpath(image[0] if isinstance(image, list) else image, root)).as_posix()
 
     pairs = sorted(f"{name(item)}:{item.get('fold')}" for s in ("training", "validation") for item in datalist.get(s, []))
     return hashlib.sha256("\n".join(pairs).encode()).hexdigest()[:16]
