@@ -198,3 +198,49 @@ def test_init_starts_each_fold_from_its_own_member_of_a_packaged_cv(cv_run: tupl
     shutil.rmtree(restart / "fold1")
     torch.save({n: v + 1 for n, v in start.items()}, packaged.root / "models" / "fold1.pt")
     assert main([*args, "--output", str(restart), "--init", str(packaged.root), "--set", "learning_rate=0"]) == 2
+
+
+def test_members_rescores_a_packaged_bundle_out_of_fold_and_averages_snapshots(
+    cv_run: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """``--members``: member k of a packaged bundle predicts fold k exactly as fold k's run did; with two
+    bundles, fold k gets the mean of their fold-k members; nothing else is scored or trained."""
+    import numpy as np
+    import torch
+
+    from sum_monai.bundle.from_cv import package_cv
+
+    out, uri, _ = cv_run
+    data = json.loads((out / "cv.json").read_text())["datalist"]
+    first = package_cv("breast_us_seg_2d", out, tmp_path / "a" / "breast_us_seg_2d", version="9.9.9", changelog="t")
+    second = tmp_path / "b" / "breast_us_seg_2d"
+    shutil.copytree(first.root, second)
+    for name in ("model.pt", "fold1.pt"):  # another snapshot of the same folds
+        state = torch.load(second / "models" / name, weights_only=True)
+        torch.save({n: v * 0.5 if n.endswith("conv.weight") else v for n, v in state.items()}, second / "models" / name)
+    args = ["cv", "--bundle", "breast_us_seg_2d", "--data", data, "--tracking-uri", uri]
+
+    def oof(folder: Path) -> dict[str, np.ndarray]:
+        return {p.stem: np.load(p)["plain"].astype(int) for p in sorted((folder / "oof").glob("*.npz"))}
+
+    assert main([*args, "--members", str(first.root), "--output", str(tmp_path / "one")]) == 0
+    trained = oof(out)
+    assert oof(tmp_path / "one").keys() == trained.keys() and len(trained) == 12
+    assert all(np.array_equal(oof(tmp_path / "one")[c], trained[c]) for c in trained)  # fold k by member k
+    assert json.loads((tmp_path / "one" / "cv_report.json").read_text())["rows"] == json.loads(
+        (out / "cv_report.json").read_text()
+    )["rows"]  # the same figures from the packaged members
+    assert main([*args, "--members", str(second), "--output", str(tmp_path / "two")]) == 0
+    assert main([*args, "--members", str(first.root), str(second), "--output", str(tmp_path / "both")]) == 0
+    one, two, both = oof(tmp_path / "one"), oof(tmp_path / "two"), oof(tmp_path / "both")
+    assert any(not np.array_equal(one[c], two[c]) for c in one)
+    assert all(np.abs(both[c] - (one[c] + two[c]) / 2).max() <= 1 for c in one)  # uint8 rounding
+    assert not list((tmp_path / "both").glob("fold*"))  # nothing trained
+    # refused before anything is written: another pool's bundle, --members with --package
+    meta = second / "configs" / "metadata.json"
+    other = json.loads(meta.read_text())
+    other["eval_metrics"]["folds_fingerprint"] = "0" * 16
+    meta.write_text(json.dumps(other))
+    assert main([*args, "--members", str(second), "--output", str(tmp_path / "refused")]) == 2
+    assert main([*args, "--members", "--package", str(tmp_path / "p"), "--output", str(tmp_path / "p2")]) == 2
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "p2").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sum_monai.cli._common import add_bundle_arg, add_resource_args, add_runtime_args, parse_overrides
+from sum_monai.errors import ConfigError
 
 EPILOG = """\
 examples:
@@ -16,6 +17,10 @@ examples:
   sum-monai cv ... --folds 0,1          # only these folds (others later, into the same --output)
   sum-monai cv ... --init bundles/breast_us_seg_2d --output runs/cv/busi_restart   # fold k from member k
   sum-monai cv ... --no-train --package runs/cv/busi_bundle --version 0.5.0   # the fold ensemble as a bundle
+  sum-monai cv --bundle breast_us_seg_2d --data runs/cv/busi_folds.json --members --output runs/cv/shipped
+      # re-score the shipped members out of fold (member k on fold k), no training
+  sum-monai cv ... --members bundles/breast_us_seg_2d /tmp/older/breast_us_seg_2d --output runs/cv/snapshots
+      # fold k: the mean of both bundles' fold-k members (an ensemble of restart snapshots)
 
 Fold k trains on the other folds into OUTPUT/fold<k>/ and is scored on fold k with the weights of
 its last epoch (no epoch is picked on the fold's own images). Rerunning the same command skips
@@ -49,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument("--no-train", action="store_true", help="only evaluate the folds already trained")
     p.add_argument(
+        "--members", nargs="*", metavar="BUNDLE",
+        help="score the fold members of CV-packaged bundles of these folds instead of training (none named: "
+        "--bundle's): member k predicts fold k; with several bundles, the mean of their fold-k members",
+    )  # fmt: skip
+    p.add_argument(
         "--max-normal-fp", type=float, default=0.15, metavar="SHARE",
         help="operating point: the lesion score threshold is the smallest whose normal images with a predicted "
         "lesion stay within SHARE on the other folds (default 0.15)",
@@ -69,10 +79,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sum_monai.workflows.cv import report_folds, run_folds
+    from sum_monai.workflows.cv import report_folds, run_folds, score_members
 
     overrides = parse_overrides(args.overrides, args.config_files)
-    if not args.no_train:
+    if args.members is not None:
+        if args.package or overrides or args.init:
+            raise ConfigError("--members scores packaged members as they are: no --package, --init, --config or --set")
+        score_members(args.members or [args.bundle], args.data, args.output, tracking_uri=args.tracking_uri)
+    elif not args.no_train:
         run_folds(
             args.bundle, args.data, args.output, overrides=overrides, folds=args.folds, epochs=args.epochs,
             device=args.device, tracking_uri=args.tracking_uri, num_workers=args.workers, cache_rate=args.cache_rate,

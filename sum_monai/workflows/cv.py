@@ -42,6 +42,8 @@ class CVRecord:
         initial_weights: ``--init`` as resolved (empty: every fold from scratch).
         warm_start: what the packaged bundle's ``eval_metrics`` say of it.
         start_md5: md5 of the weights each fold started from (a changed source is refused).
+        members_of: CV-packaged bundles whose fold members are scored instead of fold runs
+            (:func:`score_members`; empty: the folds are trained here).
     """
 
     bundle: str
@@ -53,6 +55,7 @@ class CVRecord:
     initial_weights: str = ""
     warm_start: str = ""
     start_md5: dict[str, str] = field(default_factory=dict)
+    members_of: list[str] = field(default_factory=list)
 
     def save(self, out: Path) -> None:
         atomic_write_text(out / CV_RECORD, json.dumps(self.__dict__, indent=2) + "\n")
@@ -316,6 +319,68 @@ def run_folds(
     return fold_dirs
 
 
+def score_members(
+    bundles: Sequence[str | Path], data: str | Path, out: str | Path, tracking_uri: str | None = None
+) -> CVRecord:
+    """Set up ``out`` to score the fold members of CV-packaged bundles out of fold, without training.
+
+    Member ``k`` of each bundle predicts fold ``k`` (the fold it never saw); with several bundles of
+    the same folds (e.g. the snapshots of successive warm restarts), fold ``k``'s probabilities are
+    the mean over their fold-``k`` members. :func:`report_folds` then predicts and scores them as it
+    does trained folds, so a packaged bundle's figures can be re-measured on any machine.
+
+    Raises:
+        ConfigError: ``out`` holds another cross-validation; a bundle is not CV-packaged.
+        DataError: a bundle was cross-validated on other folds.
+    """
+    from sum_monai.tracking import store
+
+    data, out = Path(data), Path(out)
+    datalist = load_datalist(data)
+    sources = [WarmStart.resolve(b, datalist, data) for b in bundles]  # each checked against these folds
+    for given, source in zip(bundles, sources, strict=True):
+        if not source.members:
+            raise ConfigError(f"{given}: not a bundle packaged by `sum-monai cv --package` (no eval_metrics.folds_scored)")
+    first = Bundle.find(sources[0].source)
+    record = CVRecord(str(first.root), str(data.resolve()), fold_count(datalist, data),
+                      tracking_uri=store.tracking_uri(tracking_uri), members_of=[str(s.source) for s in sources])  # fmt: skip
+    earlier = CVRecord.load(out)
+    if earlier is not None:
+        if (earlier.datalist, earlier.members_of) != (record.datalist, record.members_of):
+            raise ConfigError(f"{out} holds another cross-validation ({out / CV_RECORD}); choose another --output")
+        record = earlier
+    out.mkdir(parents=True, exist_ok=True)
+    record.parent_run_id = _parent_run(record, first, out.name)
+    record.save(out)
+    return record
+
+
+def predict_members(record: CVRecord, out: Path, mirror_axes: Sequence[int]) -> Path:
+    """Out-of-fold ``.npz`` of the folds every bundle of ``record.members_of`` has a member for.
+
+    Raises:
+        ConfigError: the bundles share no fold.
+    """
+    from sum_monai.workflows.oof import GridPredictor, write_oof
+
+    data = Path(record.datalist)
+    datalist = load_datalist(data)
+    sources = [WarmStart.resolve(b, datalist, data) for b in record.members_of]
+    folds = sorted(set.intersection(*(set(s.members) for s in sources)))
+    if not folds:
+        raise ConfigError(f"{', '.join(record.members_of)}: no fold has a member in every bundle")
+    oof = out / "oof"
+    oof.mkdir(parents=True, exist_ok=True)
+    for k in folds:
+        cases = fold_datalist(datalist, data.resolve().parent, k)["validation"]
+
+        def predictors(k: int = k) -> list[GridPredictor]:
+            return [GridPredictor.from_bundle(Bundle.find(s.source), s.weights(k)) for s in sources]
+
+        write_oof(predictors, cases, oof, mirror_axes, k)
+    return oof
+
+
 @dataclass(frozen=True)
 class CVReport:
     """Where the report of a cross-validation went, and its text."""
@@ -347,7 +412,11 @@ def report_folds(bundle: str | Path | Bundle, out: str | Path, max_normal_fp: fl
     if record is None:
         raise ConfigError(f"{out}: not a cross-validation folder (no {CV_RECORD}); run `sum-monai cv` with --data first")
     axes = create_workflow(bundle, "train", record.overrides).parser.get_parsed_content("tta_axes")  # the CV's recipe
-    oof_dir = predict_out_of_fold(bundle, out, mirror_axes=[int(a) for a in axes])
+    mirror_axes = [int(a) for a in axes]
+    if record.members_of:
+        oof_dir = predict_members(record, out, mirror_axes)
+    else:
+        oof_dir = predict_out_of_fold(bundle, out, mirror_axes)
     cases = load_oof(oof_dir)
     lesions = load_datalist(Path(record.datalist)).get("meta", {}).get("lesions")
     if lesions is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,22 +145,39 @@ def predict_fold(
     bundle: Bundle, fold_dir: Path, cases: list[dict[str, Any]], out_dir: Path, mirror_axes: Sequence[int],
     fold: int, progress: bool = True,
 ) -> int:
-    """Write the out-of-fold ``.npz`` of every case of ``cases`` (skipping those already written).
+    """Write the out-of-fold ``.npz`` of every case of ``cases`` with the fold run's last-epoch weights.
+
+    Returns:
+        the number of cases predicted now (those already written are skipped).
+    """
+    from sum_monai.workflows.rundir import RunRecord
+
+    def predictors() -> list[GridPredictor]:
+        return [GridPredictor.from_bundle(RunRecord.load(fold_dir).run_bundle(fold_dir), fold_dir / "models" / "model.pt")]
+
+    return write_oof(predictors, cases, out_dir, mirror_axes, fold, progress)
+
+
+def write_oof(
+    predictors: Callable[[], Sequence[GridPredictor]], cases: list[dict[str, Any]], out_dir: Path,
+    mirror_axes: Sequence[int], fold: int, progress: bool = True,
+) -> int:
+    """Write ``out_dir/<case_id>.npz`` for every case not written yet: the mean class probabilities of
+    ``predictors()`` (built only when a case is left to predict; several: an ensemble of snapshots).
 
     Returns:
         the number of cases predicted now.
     """
     from tqdm import tqdm
 
-    from sum_monai.workflows.rundir import RunRecord
-
     todo = [c for c in cases if not (out_dir / f"{c['case_id']}.npz").is_file()]
     if not todo:
         return 0
-    predictor = GridPredictor.from_bundle(RunRecord.load(fold_dir).run_bundle(fold_dir), fold_dir / "models" / "model.pt")
+    members = list(predictors())
     for case in tqdm(todo, desc=f"fold {fold} out-of-fold", disable=not progress):
-        loaded = predictor.loaded(case)
-        probs = predictor.probabilities(loaded, mirror_axes)
+        loaded = members[0].loaded(case)
+        runs = [m.probabilities(loaded, mirror_axes) for m in members]
+        probs = {name: sum(r[name] for r in runs) / len(runs) for name in runs[0]}
         arrays = {name: np.round(p[1:] * 255).clip(0, 255).astype(np.uint8) for name, p in probs.items()}
         label = np.asarray(loaded["label"])[0].astype(np.uint8) if "label" in loaded else None
         flipped = bool(getattr(loaded["image"], "meta", {}).get("orient_flipped", False))
