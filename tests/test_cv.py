@@ -99,7 +99,12 @@ def test_package_ships_the_folds_as_an_ensemble_with_the_cv_choices(cv_run: tupl
     packaged = package_cv("breast_us_seg_2d", out, tmp_path / "bundle", version="9.9.9", changelog="test")
     models = packaged.root / "models"
     assert sorted(p.name for p in models.iterdir()) == ["fold1.pt", "model.pt", "model.ts"]
-    assert "fold1.pt" in (packaged.root / "large_files.yml").read_text()  # the zoo list follows the new weights
+    listing = (packaged.root / "large_files.yml").read_text()
+    assert "fold1.pt" in listing  # the zoo list follows the new weights
+    assert "/bundles/breast_us_seg_2d/models/fold1.pt" in listing and "/bundles/bundle/" not in listing  # the source's name
+    from sum_monai.bundle.zoo import file_problems
+
+    assert file_problems(packaged) == []
     assert models.joinpath("model.pt").read_bytes() == (out / "fold0" / "models" / "model.pt").read_bytes()
     report = json.loads((out / "cv_report.json").read_text())
     parser = create_workflow(Bundle(packaged.root), "inference").parser

@@ -123,5 +123,6 @@ def package_cv(
         meta_path.write_text(json.dumps(meta, indent=4) + "\n")
     packaged = Bundle(packaged.root)
     export_torchscript(packaged, packaged.root / "models" / "model.pt", packaged.root / "models" / "model.ts")
-    write_large_files(packaged)  # the zoo's list of the weight files with their md5, for the weights just written
+    # the zoo's list of the weight files with their md5, the URLs under the source bundle's name
+    write_large_files(packaged, name=bundle.name)
     return packaged

@@ -68,25 +68,36 @@ def weight_files(bundle: Bundle) -> list[Path]:
     return sorted(p for p in models.iterdir() if p.suffix in (".pt", ".ts")) if models.is_dir() else []
 
 
-def large_files_text(bundle: Bundle) -> str:
-    """The ``large_files.yml`` describing the bundle's weights (path, url, md5)."""
+def large_files_text(bundle: Bundle, name: str | None = None) -> str:
+    """The ``large_files.yml`` describing the bundle's weights (path, url, md5).
+
+    Args:
+        bundle: the bundle folder.
+        name: the bundle's name in the repository's ``bundles/`` (the URL's folder; default the
+            folder's own name, which a bundle packaged elsewhere need not have).
+    """
     lines = ["large_files:"]
     for path in weight_files(bundle):
         rel = path.relative_to(bundle.root).as_posix()
         lines += [
             f'  - path: "{rel}"',
-            f'    url: "{WEIGHTS_URL.format(bundle=bundle.name, path=rel)}"',
+            f'    url: "{WEIGHTS_URL.format(bundle=name or bundle.name, path=rel)}"',
             f'    hash_val: "{md5(path)}"',
             '    hash_type: "md5"',
         ]
     return "\n".join(lines) + "\n"
 
 
-def write_large_files(bundle: Bundle) -> Path:
-    """Write ``large_files.yml`` for the weights the bundle holds now."""
+def write_large_files(bundle: Bundle, name: str | None = None) -> Path:
+    """Write ``large_files.yml`` for the weights the bundle holds now (``name``: as :func:`large_files_text`)."""
     from sum_monai.utils.atomic import atomic_write_text
 
-    return atomic_write_text(bundle.root / "large_files.yml", large_files_text(bundle))
+    return atomic_write_text(bundle.root / "large_files.yml", large_files_text(bundle, name))
+
+
+def _listed_weights(text: str) -> list[tuple[str, str]]:
+    """(path, md5) of each entry of a ``large_files.yml`` written by :func:`large_files_text`."""
+    return re.findall(r'path: "([^"]+)"\n\s+url: "[^"]*"\n\s+hash_val: "([0-9a-f]+)"', text)
 
 
 def file_problems(bundle: Bundle) -> list[str]:
@@ -97,7 +108,7 @@ def file_problems(bundle: Bundle) -> list[str]:
         if path.is_file() and path.stat().st_size > MAX_FILE_MB * 2**20:
             problems.append(f"{path.relative_to(root)}: {path.stat().st_size / 2**20:.1f} MB, over the zoo's {MAX_FILE_MB} MB")
     listing = root / "large_files.yml"
-    if listing.is_file() and listing.read_text() != large_files_text(bundle):
+    if listing.is_file() and _listed_weights(listing.read_text()) != _listed_weights(large_files_text(bundle)):
         problems.append("large_files.yml: does not describe the weights as they are (run `sum-monai bundle large-files`)")
     return problems
 
